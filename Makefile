@@ -1,0 +1,43 @@
+# Mark-1 Realtime. `make demo` and `make test` set everything up themselves.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY ?= python3
+FRONTEND := frontend-example
+
+.PHONY: demo test lint bench serve env frontend schema clean
+
+$(UV):
+	@command -v uv >/dev/null 2>&1 || $(PY) -m pip install --user --quiet uv || $(PY) -m pip install --quiet --break-system-packages uv
+
+env: $(UV)
+	@$(UV) sync --frozen --quiet
+
+# The dashboard and offline GraphiQL are built when npm is available.
+frontend:
+	@if command -v npm >/dev/null 2>&1 && [ -f $(FRONTEND)/package.json ]; then \
+		echo "building $(FRONTEND) (dashboard at /app, GraphiQL at /graphql)"; \
+		cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent; \
+	else echo "npm not found: skipping the dashboard build (the API works without it)"; fi
+
+demo: env frontend
+	@$(UV) run mark1 demo
+
+serve: env
+	@$(UV) run mark1 serve
+
+schema: env
+	@$(UV) run mark1 export-schema > schema.graphql
+
+lint: env
+	$(UV) run ruff format --check .
+	$(UV) run ruff check .
+	$(UV) run mypy api resolvers
+
+test: env frontend lint
+	$(UV) run pytest
+
+bench: env
+	$(UV) run python -m bench.fanout
+
+clean:
+	rm -rf .mark1 .pytest_cache .mypy_cache .ruff_cache

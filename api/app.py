@@ -1,0 +1,123 @@
+"""The composition root: the only place that reads settings and wires everything."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from api.auth.tokens import TokenVerifier
+from api.db.engine import Database
+from api.db.migrate import upgrade
+from api.events.bus import EventBus
+from api.http.graphql import GraphQLEndpoint
+from api.http.limits import BodyLimit
+from api.http.ops import routes_for
+from api.jobs.sweeper import Sweeper
+from api.metrics import Metrics
+from api.ratelimit import RateLimiter
+from api.runtime import Runtime
+from api.services.agents import AgentService
+from api.services.reads import ReadService
+from api.services.tasks import TaskService
+from api.services.unit import UnitOfWork
+from api.services.workflows import WorkflowService
+from api.settings import Settings
+from resolvers.schema import build_schema
+
+log = logging.getLogger(__name__)
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Construct every collaborator; nothing connects until the lifespan starts."""
+    from datetime import timedelta
+
+    db = Database(settings.resolved_database_url)
+    reads = ReadService(db)
+    metrics = Metrics()
+    bus = EventBus(
+        settings.broadcast_url, reads, metrics, gap_check_interval=settings.gap_check_interval
+    )
+    uow = UnitOfWork(db, bus)
+    return Runtime(
+        settings=settings,
+        db=db,
+        bus=bus,
+        metrics=metrics,
+        verifier=TokenVerifier(settings),
+        mutation_limiter=RateLimiter(settings.mutation_rate, settings.mutation_burst),
+        reads=reads,
+        tasks=TaskService(uow),
+        agents=AgentService(
+            uow,
+            db,
+            token_secret=settings.hs256_secret(),
+            token_ttl=settings.agent_token_ttl,
+            heartbeat_timeout=timedelta(seconds=settings.heartbeat_timeout),
+            offline_after=timedelta(seconds=settings.offline_after),
+        ),
+        workflows=WorkflowService(uow),
+    )
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+    runtime = build_runtime(settings)
+    schema = build_schema(
+        max_query_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+        introspection=settings.introspection,
+    )
+    graphql = GraphQLEndpoint(schema, runtime)
+    sweeper = Sweeper(runtime.agents, interval=settings.sweep_interval)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            await upgrade(runtime.db)
+        await runtime.bus.start()
+        sweeper.start()
+        try:
+            yield
+        finally:
+            await sweeper.stop()
+            await runtime.bus.stop()
+            await runtime.db.close()
+
+    healthz, readyz, metrics = routes_for(runtime)
+    routes: list[Route | WebSocketRoute | Mount] = [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+    ]
+    if settings.frontend_dir.is_dir():
+        routes.append(Mount("/app", StaticFiles(directory=settings.frontend_dir, html=True)))
+
+        async def to_app(_: Request) -> Response:
+            return RedirectResponse("/app/")
+
+        routes.append(Route("/", to_app))
+    middleware = [Middleware(BodyLimit, max_bytes=settings.max_message_bytes)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type"],
+            )
+        )
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,121 @@
+"""Agent queries and row/state conversion."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import String, cast, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.db.models import AgentRow
+from api.db.paging import Page, after_clause, encode_cursor, make_page
+from api.domain import AgentState, AgentStatus
+
+
+def agent_state(row: AgentRow) -> AgentState:
+    return AgentState(
+        id=row.id,
+        tenant=row.tenant,
+        name=row.name,
+        capabilities=list(row.capabilities),
+        status=AgentStatus(row.status),
+        last_heartbeat_at=row.last_heartbeat_at,
+        registered_at=row.registered_at,
+        current_task_id=row.current_task_id,
+        metadata=row.metadata_,
+    )
+
+
+async def get_agent(
+    session: AsyncSession, *, tenant: str, id: str, for_update: bool = False
+) -> AgentRow | None:
+    stmt = select(AgentRow).where(AgentRow.tenant == tenant, AgentRow.id == id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_agents(session: AsyncSession, *, tenant: str, ids: Sequence[str]) -> list[AgentRow]:
+    stmt = select(AgentRow).where(AgentRow.tenant == tenant, AgentRow.id.in_(ids))  # type: ignore[attr-defined]
+    return list((await session.execute(stmt)).scalars())
+
+
+async def page_agents(
+    session: AsyncSession,
+    *,
+    tenant: str,
+    statuses: Sequence[AgentStatus] | None,
+    capability: str | None,
+    first: int,
+    after: str | None,
+) -> Page[AgentRow]:
+    """Oldest registration first; new agents land on the last page."""
+    conditions = [AgentRow.tenant == tenant]
+    if statuses:
+        conditions.append(AgentRow.status.in_([s.value for s in statuses]))  # type: ignore[attr-defined]
+    if capability is not None:
+        # Capabilities are validated to a quote-free alphabet, so matching the
+        # JSON text for the quoted name is exact on SQLite and PostgreSQL alike.
+        conditions.append(cast(AgentRow.capabilities, String).like(f'%"{capability}"%'))
+    total = (
+        await session.execute(select(func.count()).select_from(AgentRow).where(*conditions))
+    ).scalar_one()
+    stmt = select(AgentRow).where(*conditions)
+    if after:
+        stmt = stmt.where(
+            after_clause(AgentRow.registered_at, AgentRow.id, after, descending=False)
+        )
+    stmt = stmt.order_by(AgentRow.registered_at, AgentRow.id).limit(first + 1)  # type: ignore[arg-type]
+    rows = (await session.execute(stmt)).scalars().all()
+    return make_page(rows, first, lambda r: encode_cursor(r.registered_at, r.id), total)
+
+
+async def stale_agent_ids(
+    session: AsyncSession, *, statuses: Sequence[AgentStatus], cutoff: datetime
+) -> list[tuple[str, str]]:
+    """(tenant, id) of agents in one of the statuses whose last heartbeat is before cutoff."""
+    stmt = select(AgentRow.tenant, AgentRow.id).where(
+        AgentRow.status.in_([s.value for s in statuses]),  # type: ignore[attr-defined]
+        AgentRow.last_heartbeat_at < cutoff,  # type: ignore[operator]
+    )
+    return [(tenant, id) for tenant, id in (await session.execute(stmt)).all()]
+
+
+async def transition_if_stale(
+    session: AsyncSession,
+    *,
+    tenant: str,
+    id: str,
+    from_statuses: Sequence[AgentStatus],
+    to_status: AgentStatus,
+    cutoff: datetime,
+) -> bool:
+    """Conditionally move an agent to a new status; True only for the one caller that did.
+
+    The condition is re-checked under the row lock the UPDATE takes, so several
+    sweepers racing on the same agent emit the transition exactly once.
+    """
+    stmt = (
+        update(AgentRow)
+        .where(
+            AgentRow.tenant == tenant,  # type: ignore[arg-type]
+            AgentRow.id == id,  # type: ignore[arg-type]
+            AgentRow.status.in_([s.value for s in from_statuses]),  # type: ignore[attr-defined]
+            AgentRow.last_heartbeat_at < cutoff,  # type: ignore[operator]
+        )
+        .values(status=to_status.value)
+        .returning(AgentRow.id)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+async def count_by_status(session: AsyncSession, *, tenant: str) -> dict[str, int]:
+    stmt = (
+        select(AgentRow.status, func.count())
+        .where(AgentRow.tenant == tenant)
+        .group_by(AgentRow.status)
+    )
+    counts = {status.value: 0 for status in AgentStatus}
+    counts.update({status: n for status, n in (await session.execute(stmt)).all()})
+    return counts

@@ -1,0 +1,154 @@
+"""The event log: id allocation in commit order, inserts, history reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.db.models import EventRow, TenantCounter
+from api.domain import EventRecord, EventType, Snapshots
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """The filters of ``events`` (history query and subscription)."""
+
+    types: frozenset[EventType] | None = None
+    task_id: str | None = None
+    agent_id: str | None = None
+    workflow_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, event: EventRecord) -> bool:
+        return (
+            (self.types is None or event.type in self.types)
+            and (self.task_id is None or event.task_id == self.task_id)
+            and (self.agent_id is None or event.agent_id == self.agent_id)
+            and (self.workflow_id is None or event.workflow_id == self.workflow_id)
+            and (self.since is None or event.occurred_at >= self.since)
+            and (self.until is None or event.occurred_at <= self.until)
+        )
+
+
+def event_record(row: EventRow) -> EventRecord:
+    return EventRecord(
+        id=row.id,
+        tenant=row.tenant,
+        type=EventType(row.type),
+        occurred_at=row.occurred_at,
+        actor=row.actor,
+        task_id=row.task_id,
+        agent_id=row.agent_id,
+        workflow_id=row.workflow_id,
+        data=row.data or {},
+        snapshots=Snapshots.model_validate(row.snapshots),
+    )
+
+
+async def allocate_ids(session: AsyncSession, *, tenant: str, count: int) -> int:
+    """Reserve ``count`` consecutive ids for a tenant; returns the last.
+
+    The UPDATE row-locks the tenant's counter until commit, so ids are handed
+    out in commit order and a reader never sees id n+1 before id n.
+    """
+    stmt = (
+        update(TenantCounter)
+        .where(TenantCounter.tenant == tenant)  # type: ignore[arg-type]
+        .values(last_event_id=TenantCounter.last_event_id + count)
+        .returning(TenantCounter.last_event_id)
+    )
+    last = (await session.execute(stmt)).scalar_one_or_none()
+    if last is None:
+        insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+        await session.execute(
+            insert(TenantCounter)
+            .values(tenant=tenant, last_event_id=0)
+            .on_conflict_do_nothing(index_elements=["tenant"])
+        )
+        last = (await session.execute(stmt)).scalar_one()
+    return int(last)
+
+
+def add_events(session: AsyncSession, records: Sequence[EventRecord]) -> None:
+    for r in records:
+        session.add(
+            EventRow(
+                tenant=r.tenant,
+                id=r.id,
+                type=r.type.value,
+                occurred_at=r.occurred_at,
+                actor=r.actor,
+                task_id=r.task_id,
+                agent_id=r.agent_id,
+                workflow_id=r.workflow_id,
+                data=r.data,
+                snapshots=r.snapshots.model_dump(mode="json"),
+            )
+        )
+
+
+def _filtered(tenant: str, query: EventQuery, after: int | None):  # type: ignore[no-untyped-def]
+    conditions = [EventRow.tenant == tenant]
+    if after is not None:
+        conditions.append(EventRow.id > after)  # type: ignore[arg-type]
+    if query.types:
+        conditions.append(EventRow.type.in_([t.value for t in query.types]))  # type: ignore[attr-defined]
+    if query.task_id is not None:
+        conditions.append(EventRow.task_id == query.task_id)
+    if query.agent_id is not None:
+        conditions.append(EventRow.agent_id == query.agent_id)
+    if query.workflow_id is not None:
+        conditions.append(EventRow.workflow_id == query.workflow_id)
+    if query.since is not None:
+        conditions.append(EventRow.occurred_at >= query.since)  # type: ignore[operator]
+    if query.until is not None:
+        conditions.append(EventRow.occurred_at <= query.until)  # type: ignore[operator]
+    return conditions
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    tenant: str,
+    query: EventQuery,
+    after: int | None,
+    limit: int,
+) -> list[EventRecord]:
+    """Events after an id, oldest first."""
+    stmt = (
+        select(EventRow)
+        .where(*_filtered(tenant, query, after))
+        .order_by(EventRow.id)  # type: ignore[arg-type]
+        .limit(limit)
+    )
+    return [event_record(r) for r in (await session.execute(stmt)).scalars()]
+
+
+async def count_events(session: AsyncSession, *, tenant: str, query: EventQuery) -> int:
+    stmt = select(func.count()).select_from(EventRow).where(*_filtered(tenant, query, None))
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def latest_event(
+    session: AsyncSession, *, tenant: str, query: EventQuery
+) -> EventRecord | None:
+    stmt = (
+        select(EventRow)
+        .where(*_filtered(tenant, query, None))
+        .order_by(EventRow.id.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    )
+    row = (await session.execute(stmt)).scalar_one_or_none()
+    return None if row is None else event_record(row)
+
+
+async def heads(session: AsyncSession) -> dict[str, int]:
+    """Last allocated event id of every tenant (committed ids only)."""
+    rows = (await session.execute(select(TenantCounter.tenant, TenantCounter.last_event_id))).all()
+    return {tenant: int(last) for tenant, last in rows}

@@ -1,0 +1,72 @@
+"""Keyset pagination with opaque cursors: stable while rows are inserted between pages."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import orjson
+from sqlalchemy import ColumnElement, and_, or_
+
+from api.errors import BadUserInput
+
+T = TypeVar("T")
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of rows, each with its cursor, and what the client needs to go on."""
+
+    items: list[tuple[str, T]]
+    has_next_page: bool
+    total_count: int
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.items[-1][0] if self.items else None
+
+
+def check_first(first: int) -> int:
+    if first < 0 or first > MAX_PAGE:
+        raise BadUserInput(f"first must be between 0 and {MAX_PAGE}")
+    return first
+
+
+def encode_cursor(created_at: datetime, id: str) -> str:
+    raw = orjson.dumps([created_at.isoformat(), id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        ts, id = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+        return datetime.fromisoformat(ts), str(id)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise BadUserInput(f"invalid cursor {cursor!r}") from exc
+
+
+def after_clause(
+    created_col: Any, id_col: Any, cursor: str, *, descending: bool
+) -> ColumnElement[bool]:
+    """Rows strictly after the cursor in (created_at, id) order."""
+    created_at, id = decode_cursor(cursor)
+    if descending:
+        return or_(created_col < created_at, and_(created_col == created_at, id_col < id))
+    return or_(created_col > created_at, and_(created_col == created_at, id_col > id))
+
+
+def make_page(rows: Sequence[T], first: int, cursor_of: Any, total: int) -> Page[T]:
+    """Build a page from up to first + 1 fetched rows."""
+    visible = list(rows[:first])
+    return Page(
+        items=[(cursor_of(row), row) for row in visible],
+        has_next_page=len(rows) > first,
+        total_count=total,
+    )

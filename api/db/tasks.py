@@ -1,0 +1,115 @@
+"""Task queries and row/state conversion."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.db.models import TaskRow
+from api.db.paging import Page, after_clause, encode_cursor, make_page
+from api.domain import TaskState, TaskStatus
+
+
+def task_state(row: TaskRow) -> TaskState:
+    return TaskState(
+        id=row.id,
+        tenant=row.tenant,
+        title=row.title,
+        status=TaskStatus(row.status),
+        progress=row.progress,
+        message=row.message,
+        priority=row.priority,
+        capability=row.capability,
+        input=row.input,
+        result=row.result,
+        error=row.error,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        agent_id=row.agent_id,
+        workflow_id=row.workflow_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+async def get_task(
+    session: AsyncSession, *, tenant: str, id: str, for_update: bool = False
+) -> TaskRow | None:
+    stmt = select(TaskRow).where(TaskRow.tenant == tenant, TaskRow.id == id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_tasks(session: AsyncSession, *, tenant: str, ids: Sequence[str]) -> list[TaskRow]:
+    stmt = select(TaskRow).where(TaskRow.tenant == tenant, TaskRow.id.in_(ids))  # type: ignore[attr-defined]
+    return list((await session.execute(stmt)).scalars())
+
+
+async def next_claimable(
+    session: AsyncSession, *, tenant: str, capabilities: Sequence[str]
+) -> TaskRow | None:
+    """The highest-priority, oldest PENDING task the agent can do, locked for this transaction.
+
+    SKIP LOCKED lets racing claimers on PostgreSQL move on to the next task
+    instead of queueing behind one another; SQLite serialises writers anyway.
+    """
+    stmt = (
+        select(TaskRow)
+        .where(
+            TaskRow.tenant == tenant,
+            TaskRow.status == TaskStatus.PENDING.value,
+            or_(
+                TaskRow.capability.is_(None),  # type: ignore[union-attr]
+                TaskRow.capability.in_(list(capabilities)),  # type: ignore[union-attr]
+            ),
+        )
+        .order_by(TaskRow.priority.desc(), TaskRow.created_at, TaskRow.id)  # type: ignore[attr-defined]
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def page_tasks(
+    session: AsyncSession,
+    *,
+    tenant: str,
+    statuses: Sequence[TaskStatus] | None,
+    agent_id: str | None,
+    workflow_id: str | None,
+    first: int,
+    after: str | None,
+) -> Page[TaskRow]:
+    """Newest first, so tasks created while paging never shift later pages."""
+    conditions = [TaskRow.tenant == tenant]
+    if statuses:
+        conditions.append(TaskRow.status.in_([s.value for s in statuses]))  # type: ignore[attr-defined]
+    if agent_id is not None:
+        conditions.append(TaskRow.agent_id == agent_id)
+    if workflow_id is not None:
+        conditions.append(TaskRow.workflow_id == workflow_id)
+    total = (
+        await session.execute(select(func.count()).select_from(TaskRow).where(*conditions))
+    ).scalar_one()
+    stmt = select(TaskRow).where(*conditions)
+    if after:
+        stmt = stmt.where(after_clause(TaskRow.created_at, TaskRow.id, after, descending=True))
+    stmt = stmt.order_by(TaskRow.created_at.desc(), TaskRow.id.desc()).limit(first + 1)  # type: ignore[attr-defined]
+    rows = (await session.execute(stmt)).scalars().all()
+    return make_page(rows, first, lambda r: encode_cursor(r.created_at, r.id), total)
+
+
+async def count_by_status(session: AsyncSession, *, tenant: str) -> dict[str, int]:
+    stmt = (
+        select(TaskRow.status, func.count())
+        .where(TaskRow.tenant == tenant)
+        .group_by(TaskRow.status)
+    )
+    counts = {status.value: 0 for status in TaskStatus}
+    counts.update({status: n for status, n in (await session.execute(stmt)).all()})
+    return counts

@@ -1,0 +1,108 @@
+"""broadcaster backends, with the defects that matter to us fixed.
+
+The bus only needs: connect, subscribe to one channel, publish, and
+``next_published`` that *raises* when the connection is lost (broadcaster's
+own listeners die silently), so the supervisor can reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from broadcaster._backends.base import BroadcastBackend
+from broadcaster._backends.memory import MemoryBackend
+from broadcaster._backends.postgres import PostgresBackend
+from broadcaster._backends.redis import RedisBackend
+from broadcaster._base import Event
+
+# Room below PostgreSQL's 8000-byte NOTIFY payload limit for the channel name.
+POSTGRES_MAX_PAYLOAD = 7000
+
+
+class BackendLost(Exception):
+    """The backend connection dropped; the listener must reconnect."""
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class SupervisedRedisBackend(RedisBackend):
+    """Redis pub/sub that subscribes before it listens and reports a dropped connection."""
+
+    async def subscribe(self, channel: str) -> None:
+        # broadcaster 0.3.1 sets the ready flag before SUBSCRIBE completes, so
+        # with redis-py 8 its listener's listen() returns at once and it then
+        # waits forever. Subscribe first, then let the listener run.
+        await self._pubsub.subscribe(channel)
+        self._ready.set()
+
+    async def _pubsub_listener(self) -> None:
+        try:
+            await super()._pubsub_listener()
+        except Exception as exc:
+            self._queue.put_nowait(_Failure(exc))  # type: ignore[arg-type]
+            raise
+
+    async def next_published(self) -> Event:
+        item: Any = await self._queue.get()
+        if isinstance(item, _Failure):
+            raise BackendLost(str(item.error)) from item.error
+        return item  # type: ignore[no-any-return]
+
+    async def disconnect(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+        try:
+            await self._pubsub.aclose()
+        finally:
+            await self._conn.aclose()
+
+
+class SupervisedPostgresBackend(PostgresBackend):
+    """LISTEN on one connection, NOTIFY through a small pool, and notice a drop."""
+
+    async def connect(self) -> None:
+        import asyncpg
+
+        await super().connect()
+        self._conn.add_termination_listener(self._on_terminated)
+        self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=4)
+
+    def _on_terminated(self, _conn: Any) -> None:
+        self._listen_queue.put_nowait(_Failure(ConnectionError("LISTEN connection lost")))  # type: ignore[arg-type]
+
+    async def publish(self, channel: str, message: str) -> None:
+        await self._pool.execute("SELECT pg_notify($1, $2);", channel, message)
+
+    async def next_published(self) -> Event:
+        item: Any = await self._listen_queue.get()
+        if isinstance(item, _Failure):
+            raise BackendLost(str(item.error))
+        return item  # type: ignore[no-any-return]
+
+    async def disconnect(self) -> None:
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout=5)
+        except (TimeoutError, OSError):
+            self._pool.terminate()
+        if not self._conn.is_closed():
+            self._conn.terminate()
+
+
+def make_backend(url: str) -> tuple[BroadcastBackend, int | None]:
+    """The backend for a ``MARK1_BROADCAST_URL`` and its largest message in bytes."""
+    scheme = url.split("://", 1)[0]
+    if scheme == "memory":
+        return MemoryBackend(url), None
+    if scheme in ("redis", "rediss"):
+        return SupervisedRedisBackend(url), None
+    if scheme in ("postgres", "postgresql"):
+        return SupervisedPostgresBackend(url.replace("postgresql+asyncpg://", "postgresql://")), (
+            POSTGRES_MAX_PAYLOAD
+        )
+    raise ValueError(
+        f"Unsupported MARK1_BROADCAST_URL scheme {scheme!r}: use memory://, redis:// or postgres://"
+    )

@@ -1,0 +1,55 @@
+"""Process-wide counters, exported at /metrics and read back by ``systemMetrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """One registry per app, so several apps in one process (tests) never collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.sockets = Gauge(
+            "mark1_websockets_open", "Open GraphQL WebSocket connections", registry=self.registry
+        )
+        self.subscriptions = Gauge(
+            "mark1_subscriptions_active", "Active subscription operations", registry=self.registry
+        )
+        self.events_published = Counter(
+            "mark1_events_published", "Events committed and published", registry=self.registry
+        )
+        self.events_delivered = Counter(
+            "mark1_events_delivered", "Events sent to subscribers", registry=self.registry
+        )
+        self.fanout_latency = Histogram(
+            "mark1_fanout_latency_seconds",
+            "From commit to hand-off to a subscriber's socket",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.slow_consumers = Counter(
+            "mark1_slow_consumers_dropped",
+            "Subscriptions ended because their buffer overflowed",
+            registry=self.registry,
+        )
+        self.gaps_filled = Counter(
+            "mark1_bus_gap_events_filled",
+            "Events read from the database because the bus lost or reordered them",
+            registry=self.registry,
+        )
+        self.bus_reconnects = Counter(
+            "mark1_bus_reconnects", "Times the bus listener reconnected", registry=self.registry
+        )
+
+    @staticmethod
+    def value(metric: Counter | Gauge) -> int:
+        """Current value of an unlabelled counter or gauge."""
+        for family in metric.collect():
+            for sample in family.samples:
+                if (
+                    sample.name.endswith(("_total", "_open", "_active"))
+                    or sample.name == family.name
+                ):
+                    return int(sample.value)
+        return 0

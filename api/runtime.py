@@ -1,0 +1,30 @@
+"""Everything a request needs, built once by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api.auth.tokens import TokenVerifier
+from api.db.engine import Database
+from api.events.bus import EventBus
+from api.metrics import Metrics
+from api.ratelimit import RateLimiter
+from api.services.agents import AgentService
+from api.services.reads import ReadService
+from api.services.tasks import TaskService
+from api.services.workflows import WorkflowService
+from api.settings import Settings
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    db: Database
+    bus: EventBus
+    metrics: Metrics
+    verifier: TokenVerifier
+    mutation_limiter: RateLimiter
+    reads: ReadService
+    tasks: TaskService
+    agents: AgentService
+    workflows: WorkflowService

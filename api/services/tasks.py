@@ -1,0 +1,198 @@
+"""Tasks: the state machine, atomic claiming, and what a task's end means for its workflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.auth.principal import Principal
+from api.db import agents as agent_rows
+from api.db import tasks as task_rows
+from api.db.models import AgentRow, TaskRow
+from api.domain import AgentStatus, EventType, TaskState, TaskStatus, WorkflowStatus
+from api.errors import Conflict, Forbidden, NotFound
+from api.services import transitions, validation, workflows
+from api.services.unit import Tx, UnitOfWork
+
+
+class TaskService:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def create(
+        self,
+        principal: Principal,
+        *,
+        title: str,
+        capability: str | None,
+        priority: int,
+        input: Any,
+        max_attempts: int,
+    ) -> TaskState:
+        title = validation.text(title, field="title", max_length=validation.MAX_TITLE)
+        capability = validation.capability(capability)
+        priority = validation.in_range(priority, field="priority", bounds=validation.PRIORITY_RANGE)
+        max_attempts = validation.in_range(
+            max_attempts, field="maxAttempts", bounds=validation.ATTEMPTS_RANGE
+        )
+        input = validation.json_value(input, field="input", object_only=False)
+
+        async def work(tx: Tx) -> TaskState:
+            row = transitions.insert_task(
+                tx,
+                title=title,
+                capability=capability,
+                priority=priority,
+                input=input,
+                max_attempts=max_attempts,
+            )
+            await transitions.emit_task(tx, EventType.TASK_CREATED, row)
+            return task_rows.task_state(row)
+
+        return await self._uow.run(principal.tenant, principal.subject, work)
+
+    async def cancel(self, principal: Principal, id: str) -> TaskState:
+        async def work(tx: Tx) -> TaskState:
+            agent, task = await _lock_task(tx, id)
+            if task.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
+                raise Conflict(f"cannot cancel a {task.status} task")
+            task.status = TaskStatus.CANCELLED.value
+            task.finished_at = tx.now
+            task.updated_at = tx.now
+            workflow = await transitions.sync_step(tx, task)
+            await transitions.emit_task(tx, EventType.TASK_CANCELLED, task, agent=agent)
+            transitions.release_agent(tx, agent)
+            if workflow is not None:
+                await workflows.finish(tx, workflow, WorkflowStatus.CANCELLED)
+            return task_rows.task_state(task)
+
+        return await self._uow.run(principal.tenant, principal.subject, work)
+
+    async def claim(self, principal: Principal, agent_id: str) -> TaskState | None:
+        async def work(tx: Tx) -> TaskState | None:
+            agent = await transitions.load_agent_for(tx, principal, agent_id)
+            if agent.current_task_id is not None:
+                raise Conflict("agent already holds a task; complete or fail it first")
+            task = await task_rows.next_claimable(
+                tx.session, tenant=tx.tenant, capabilities=agent.capabilities
+            )
+            agent.last_heartbeat_at = tx.now
+            if task is None:
+                if agent.status in (AgentStatus.UNHEALTHY.value, AgentStatus.OFFLINE.value):
+                    transitions.set_agent_status(tx, agent, AgentStatus.ONLINE)
+                return None
+            task.status = TaskStatus.RUNNING.value
+            task.agent_id = agent.id
+            task.attempts += 1
+            task.progress = 0.0
+            task.message = None
+            task.started_at = tx.now
+            task.updated_at = tx.now
+            agent.current_task_id = task.id
+            await transitions.sync_step(tx, task)
+            transitions.set_agent_status(tx, agent, AgentStatus.BUSY)
+            await transitions.emit_task(tx, EventType.TASK_STARTED, task, agent=agent)
+            return task_rows.task_state(task)
+
+        return await self._uow.run(principal.tenant, principal.subject, work)
+
+    async def report_progress(
+        self, principal: Principal, task_id: str, progress: float, message: str | None
+    ) -> TaskState:
+        progress = validation.fraction(progress, field="progress")
+        message = validation.optional_text(
+            message, field="message", max_length=validation.MAX_MESSAGE
+        )
+
+        async def work(tx: Tx) -> TaskState:
+            agent, task = await _lock_held_task(tx, principal, task_id)
+            task.progress = progress
+            task.message = message
+            task.updated_at = tx.now
+            await transitions.emit_task(
+                tx, EventType.TASK_PROGRESS, task, agent=agent, data={"progress": progress}
+            )
+            return task_rows.task_state(task)
+
+        return await self._uow.run(principal.tenant, principal.subject, work)
+
+    async def complete(self, principal: Principal, task_id: str, result: Any) -> TaskState:
+        result = validation.json_value(result, field="result", object_only=False)
+
+        async def work(tx: Tx) -> TaskState:
+            agent, task = await _lock_held_task(tx, principal, task_id)
+            task.status = TaskStatus.SUCCEEDED.value
+            task.result = result
+            task.progress = 1.0
+            task.finished_at = tx.now
+            task.updated_at = tx.now
+            workflow = await transitions.sync_step(tx, task)
+            await transitions.emit_task(tx, EventType.TASK_SUCCEEDED, task, agent=agent)
+            transitions.release_agent(tx, agent)
+            if workflow is not None:
+                await workflows.on_step_succeeded(tx, workflow, task)
+            return task_rows.task_state(task)
+
+        return await self._uow.run(principal.tenant, principal.subject, work)
+
+    async def fail(self, principal: Principal, task_id: str, error: str, retry: bool) -> TaskState:
+        error = validation.text(error, field="error", max_length=validation.MAX_ERROR)
+
+        async def work(tx: Tx) -> TaskState:
+            agent, task = await _lock_held_task(tx, principal, task_id)
+            await end_attempt(tx, task, agent, error=error, retry=retry)
+            transitions.release_agent(tx, agent)
+            return task_rows.task_state(task)
+
+        return await self._uow.run(principal.tenant, principal.subject, work)
+
+
+async def end_attempt(
+    tx: Tx, task: TaskRow, agent: AgentRow | None, *, error: str, retry: bool
+) -> None:
+    """A running attempt failed: requeue while attempts are left, else fail for good."""
+    task.error = error
+    task.updated_at = tx.now
+    if retry and task.attempts < task.max_attempts:
+        task.status = TaskStatus.PENDING.value
+        task.agent_id = None
+        task.progress = 0.0
+        await transitions.sync_step(tx, task)
+        await transitions.emit_task(
+            tx, EventType.TASK_REQUEUED, task, data={"error": error, "attempt": task.attempts}
+        )
+        return
+    task.status = TaskStatus.FAILED.value
+    task.finished_at = tx.now
+    workflow = await transitions.sync_step(tx, task)
+    await transitions.emit_task(tx, EventType.TASK_FAILED, task, agent=agent, data={"error": error})
+    if workflow is not None:
+        await workflows.finish(tx, workflow, WorkflowStatus.FAILED)
+
+
+async def _lock_task(tx: Tx, id: str) -> tuple[AgentRow | None, TaskRow]:
+    """Lock a task and its holder in the global lock order (agent first)."""
+    peek = await task_rows.get_task(tx.session, tenant=tx.tenant, id=id)
+    if peek is None:
+        raise NotFound("Task", id)
+    agent = None
+    if peek.agent_id is not None:
+        agent = await agent_rows.get_agent(
+            tx.session, tenant=tx.tenant, id=peek.agent_id, for_update=True
+        )
+    task = await task_rows.get_task(tx.session, tenant=tx.tenant, id=id, for_update=True)
+    assert task is not None
+    if agent is not None and agent.current_task_id != task.id:
+        agent = None
+    return agent, task
+
+
+async def _lock_held_task(
+    tx: Tx, principal: Principal, task_id: str
+) -> tuple[AgentRow | None, TaskRow]:
+    """A RUNNING task the caller's agent holds (admins may act for any agent)."""
+    agent, task = await _lock_task(tx, task_id)
+    if task.status != TaskStatus.RUNNING:
+        raise Conflict(f"task is {task.status}, not RUNNING")
+    if task.agent_id is None or not principal.acts_as(task.agent_id):
+        raise Forbidden("only the agent holding this task may report on it")
+    return agent, task

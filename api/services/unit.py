@@ -1,0 +1,141 @@
+"""One transaction of domain work: state changes and their events commit together.
+
+The transactional outbox: a service mutates rows and calls ``tx.emit``; ids
+are allocated and Event rows written just before commit (keeping the
+tenant's counter lock short), and the events are published only after the
+commit succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.clock import utcnow
+from api.db import events as event_store
+from api.db.engine import Database
+from api.domain import AgentState, EventRecord, EventType, Snapshots, TaskState, WorkflowState
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_RETRIES = 5
+
+
+class Publisher(Protocol):
+    async def publish(self, records: Sequence[EventRecord]) -> None: ...
+
+
+@dataclass
+class _Pending:
+    type: EventType
+    snapshots: Snapshots
+    task_id: str | None
+    agent_id: str | None
+    workflow_id: str | None
+    data: dict[str, Any]
+
+
+@dataclass
+class Tx:
+    """What a service sees inside a transaction."""
+
+    session: AsyncSession
+    tenant: str
+    actor: str
+    now: datetime
+    _pending: list[_Pending] = field(default_factory=list)
+
+    def emit(
+        self,
+        type: EventType,
+        *,
+        task: TaskState | None = None,
+        agent: AgentState | None = None,
+        workflow: WorkflowState | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one change; its id is assigned at commit, in emit order."""
+        self._pending.append(
+            _Pending(
+                type=type,
+                snapshots=Snapshots(task=task, agent=agent, workflow=workflow),
+                task_id=task.id if task else None,
+                agent_id=agent.id if agent else (task.agent_id if task else None),
+                workflow_id=workflow.id if workflow else (task.workflow_id if task else None),
+                data=data or {},
+            )
+        )
+
+    async def _write_events(self) -> list[EventRecord]:
+        if not self._pending:
+            return []
+        last = await event_store.allocate_ids(
+            self.session, tenant=self.tenant, count=len(self._pending)
+        )
+        first = last - len(self._pending) + 1
+        records = [
+            EventRecord(
+                id=first + i,
+                tenant=self.tenant,
+                type=p.type,
+                occurred_at=self.now,
+                actor=self.actor,
+                task_id=p.task_id,
+                agent_id=p.agent_id,
+                workflow_id=p.workflow_id,
+                data=p.data,
+                snapshots=p.snapshots,
+            )
+            for i, p in enumerate(self._pending)
+        ]
+        event_store.add_events(self.session, records)
+        return records
+
+
+class UnitOfWork:
+    """Runs a service function in a transaction, retrying deadlocks, then publishes."""
+
+    def __init__(self, db: Database, publisher: Publisher) -> None:
+        self._db = db
+        self._publisher = publisher
+
+    async def run(self, tenant: str, actor: str, work: Callable[[Tx], Awaitable[T]]) -> T:
+        for attempt in range(_RETRIES):
+            async with self._db.sessions() as session:
+                tx = Tx(session=session, tenant=tenant, actor=actor, now=utcnow())
+                try:
+                    async with session.begin():
+                        result = await work(tx)
+                        records = await tx._write_events()
+                except (OperationalError, DBAPIError) as exc:
+                    if attempt + 1 < _RETRIES and _is_retryable(exc):
+                        log.info("retrying transaction after %s", type(exc.orig).__name__)
+                        await asyncio.sleep(0.01 * (attempt + 1))
+                        continue
+                    raise
+            if records:
+                await self._publisher.publish(records)
+            return result
+        raise AssertionError("unreachable")
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    text = f"{type(exc.orig).__name__} {exc.orig}".lower()
+    return any(
+        marker in text
+        for marker in (
+            "deadlock",
+            "serializationerror",
+            "could not serialize",
+            "database is locked",
+        )
+    )

@@ -1,0 +1,102 @@
+"""Service settings, read from ``MARK1_*`` environment variables and a ``.env`` file."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32
+_SECRET_FILE = "jwt_secret"
+
+
+class Settings(BaseSettings):
+    """Every tunable of the service; the defaults are safe for a laptop."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MARK1_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    data_dir: Path = Path(".mark1")
+    agent_token_ttl: timedelta = timedelta(days=30)
+
+    database_url: str | None = None
+    broadcast_url: str = "memory://"
+    auto_migrate: bool = True
+
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway: float = Field(default=10.0, ge=0)
+
+    ws_init_timeout: float = Field(default=5.0, gt=0)
+    max_query_depth: int = Field(default=12, ge=1)
+    max_aliases: int = Field(default=30, ge=1)
+    max_tokens: int = Field(default=2000, ge=1)
+    max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_subscriptions_per_socket: int = Field(default=100, ge=1)
+    max_sockets_per_subject: int = Field(default=100, ge=1)
+    mutation_rate: float = Field(default=50.0, gt=0)
+    mutation_burst: int = Field(default=100, ge=1)
+    subscriber_buffer: int = Field(default=1000, ge=1)
+    allowed_origins: Annotated[list[str], NoDecode] = []
+    cors_origins: Annotated[list[str], NoDecode] = []
+    introspection: bool = True
+    metrics_token: SecretStr | None = None
+
+    heartbeat_timeout: float = Field(default=30.0, gt=0)
+    offline_after: float = Field(default=120.0, gt=0)
+    sweep_interval: float = Field(default=2.0, gt=0)
+    gap_check_interval: float = Field(default=2.0, gt=0)
+
+    frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend-example" / "dist"
+
+    @field_validator("allowed_origins", "cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """Accept a comma-separated list, as environment variables carry it."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _refuse_short_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"MARK1_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long; "
+                "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database, or the embedded SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'mark1.db'}"
+
+    def hs256_secret(self) -> str:
+        """The HS256 secret: configured, or generated once and kept in the data directory.
+
+        Never a built-in default, so two installs never share a signing key.
+        """
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.data_dir / _SECRET_FILE
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48)
+        path.touch(mode=0o600)
+        path.write_text(secret)
+        return secret

@@ -1,0 +1,41 @@
+"""The one edge where exceptions become GraphQL errors with ``extensions.code``."""
+
+from __future__ import annotations
+
+import logging
+
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from api.errors import Mark1Error
+
+log = logging.getLogger("mark1.errors")
+
+
+class ErrorCodes(MaskErrors):
+    """Our errors pass with their code; document errors become BAD_USER_INPUT;
+    anything else is logged and masked as INTERNAL — no stack trace or SQL leaks."""
+
+    def __init__(self) -> None:
+        super().__init__(error_message="Internal server error")
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [self._translate(error) for error in errors]
+
+    def _translate(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if isinstance(original, Mark1Error):
+            error.extensions = dict(original.extensions)
+            return error
+        if original is None:
+            code = (error.extensions or {}).get("code") or "BAD_USER_INPUT"
+            error.extensions = {**(error.extensions or {}), "code": code}
+            return error
+        if isinstance(original, GraphQLError) and original.original_error is None:
+            # Argument coercion and similar input problems arrive wrapped like this.
+            error.extensions = {**(error.extensions or {}), "code": "BAD_USER_INPUT"}
+            return error
+        log.error("unexpected error at %s", error.path, exc_info=original)
+        masked = self.anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL"}
+        return masked

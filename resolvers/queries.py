@@ -1,0 +1,156 @@
+"""Root query fields: thin calls into the read service."""
+
+from __future__ import annotations
+
+import strawberry
+
+from api.clock import utcnow
+from api.db.events import EventQuery
+from api.metrics import Metrics
+from resolvers.context import Info
+from resolvers.permissions import CanRead, IsOperator
+from resolvers.types import (
+    Agent,
+    AgentStatus,
+    Connection,
+    Event,
+    EventFilter,
+    Role,
+    SystemMetrics,
+    Task,
+    TaskStatus,
+    Viewer,
+    Workflow,
+    WorkflowStatus,
+    connection,
+)
+
+
+def event_query(filter: EventFilter | None) -> EventQuery:
+    if filter is None:
+        return EventQuery()
+    return EventQuery(
+        types=frozenset(filter.types) if filter.types else None,
+        task_id=filter.task_id,
+        agent_id=filter.agent_id,
+        workflow_id=filter.workflow_id,
+        since=filter.since,
+        until=filter.until,
+    )
+
+
+async def system_metrics(info: Info) -> SystemMetrics:
+    runtime = info.context.runtime
+    tasks, agents = await runtime.reads.counts(info.context.principal.tenant)
+    m = runtime.metrics
+    return SystemMetrics(
+        at=utcnow(),
+        connections=Metrics.value(m.sockets),
+        subscriptions=Metrics.value(m.subscriptions),
+        events_published=Metrics.value(m.events_published),
+        events_delivered=Metrics.value(m.events_delivered),
+        tasks_by_status=tasks,
+        agents_by_status=agents,
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(permission_classes=[CanRead], description="The caller, as its token says.")
+    def me(self, info: Info) -> Viewer:
+        p = info.context.principal
+        return Viewer(
+            subject=p.subject,
+            roles=[Role(r) for r in sorted(p.roles)],
+            tenant=p.tenant,
+            agent_id=strawberry.ID(p.agent_id) if p.agent_id else None,
+        )
+
+    @strawberry.field(permission_classes=[CanRead])
+    async def task(self, info: Info, id: strawberry.ID) -> Task | None:
+        state = await info.context.task(id)
+        return Task.of(state) if state else None
+
+    @strawberry.field(permission_classes=[CanRead], description="Newest first.")
+    async def tasks(
+        self,
+        info: Info,
+        status: list[TaskStatus] | None = None,
+        agent_id: strawberry.ID | None = None,
+        workflow_id: strawberry.ID | None = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> Connection[Task]:
+        page = await info.context.runtime.reads.tasks(
+            info.context.principal.tenant,
+            statuses=status,
+            agent_id=agent_id,
+            workflow_id=workflow_id,
+            first=50 if first is None else first,
+            after=after,
+        )
+        return connection(page, Task.of)
+
+    @strawberry.field(permission_classes=[CanRead])
+    async def agent(self, info: Info, id: strawberry.ID) -> Agent | None:
+        state = await info.context.agent(id)
+        return Agent.of(state) if state else None
+
+    @strawberry.field(permission_classes=[CanRead], description="Oldest registration first.")
+    async def agents(
+        self,
+        info: Info,
+        status: list[AgentStatus] | None = None,
+        capability: str | None = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> Connection[Agent]:
+        page = await info.context.runtime.reads.agents(
+            info.context.principal.tenant,
+            statuses=status,
+            capability=capability,
+            first=50 if first is None else first,
+            after=after,
+        )
+        return connection(page, Agent.of)
+
+    @strawberry.field(permission_classes=[CanRead])
+    async def workflow(self, info: Info, id: strawberry.ID) -> Workflow | None:
+        state = await info.context.workflow(id)
+        return Workflow.of(state) if state else None
+
+    @strawberry.field(permission_classes=[CanRead], description="Newest first.")
+    async def workflows(
+        self,
+        info: Info,
+        status: list[WorkflowStatus] | None = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> Connection[Workflow]:
+        page = await info.context.runtime.reads.workflows(
+            info.context.principal.tenant,
+            statuses=status,
+            first=50 if first is None else first,
+            after=after,
+        )
+        return connection(page, Workflow.of)
+
+    @strawberry.field(permission_classes=[CanRead], description="Event history, oldest first.")
+    async def events(
+        self,
+        info: Info,
+        filter: EventFilter | None = None,
+        first: int | None = 100,
+        after: str | None = None,
+    ) -> Connection[Event]:
+        page = await info.context.runtime.reads.events(
+            info.context.principal.tenant,
+            query=event_query(filter),
+            first=100 if first is None else first,
+            after=after,
+        )
+        return connection(page, Event.of)
+
+    @strawberry.field(permission_classes=[IsOperator])
+    async def system_metrics(self, info: Info) -> SystemMetrics:
+        return await system_metrics(info)

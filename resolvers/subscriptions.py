@@ -1,0 +1,188 @@
+"""Root subscription fields over the event bus.
+
+Each operation joins the bus first (buffering), then reads what it needs
+from the database, then drains the buffer skipping ids it already sent: no
+gap and no duplicate across the switch from replay to live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+
+import strawberry
+
+from api.db.events import EventQuery
+from api.domain import TERMINAL_WORKFLOW_EVENTS, EventRecord, EventType
+from api.errors import BadUserInput, NotFound
+from api.events.bus import latency_since
+from api.events.subscriber import Predicate
+from api.services.reads import parse_event_id
+from resolvers.context import Context, Info
+from resolvers.permissions import CanRead, IsOperator
+from resolvers.queries import event_query, system_metrics
+from resolvers.types import (
+    Agent,
+    Event,
+    EventFilter,
+    SystemMetrics,
+    Task,
+    TaskStatus,
+    Workflow,
+    WorkflowProgress,
+    WorkflowStep,
+)
+
+_REPLAY_BATCH = 500
+_AGENT_EVENTS = frozenset({EventType.AGENT_REGISTERED, EventType.AGENT_STATUS_CHANGED})
+
+
+async def event_stream(
+    ctx: Context,
+    predicate: Predicate,
+    *,
+    after: int | None = None,
+    replay: EventQuery | None = None,
+) -> AsyncIterator[EventRecord]:
+    """The tenant's matching events: history after ``after`` (when given), then live."""
+    runtime = ctx.runtime
+    tenant = ctx.principal.tenant
+    metrics = runtime.metrics
+    async with runtime.bus.subscribe(tenant, predicate, runtime.settings.subscriber_buffer) as sub:
+        metrics.subscriptions.inc()
+        try:
+            sub.last_delivered = after
+            scanned = after
+            if after is not None:
+                while True:
+                    batch = await runtime.reads.events_after(
+                        tenant, scanned or 0, _REPLAY_BATCH, replay
+                    )
+                    for record in batch:
+                        if predicate(record):
+                            yield record
+                            sub.last_delivered = record.id
+                    if len(batch) < _REPLAY_BATCH:
+                        break
+                    scanned = batch[-1].id
+                sub.skip_through(sub.last_delivered or after)
+            while True:
+                record = await sub.get()
+                if sub.last_delivered is not None and record.id <= sub.last_delivered:
+                    continue
+                metrics.events_delivered.inc()
+                metrics.fanout_latency.observe(latency_since(record))
+                yield record
+                sub.last_delivered = record.id
+        finally:
+            metrics.subscriptions.dec()
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        permission_classes=[CanRead], description="The task's new state on every change."
+    )
+    async def task_updates(
+        self,
+        info: Info,
+        task_id: strawberry.ID | None = None,
+        status: list[TaskStatus] | None = None,
+    ) -> AsyncGenerator[Task, None]:
+        ctx = info.context
+        if task_id is not None and await ctx.task(task_id) is None:
+            raise NotFound("Task", task_id)
+        wanted = frozenset(status) if status else None
+
+        def match(r: EventRecord) -> bool:
+            t = r.snapshots.task
+            return (
+                t is not None
+                and (task_id is None or t.id == task_id)
+                and (wanted is None or t.status in wanted)
+            )
+
+        async for record in event_stream(ctx, match):
+            assert record.snapshots.task is not None
+            yield Task.of(record.snapshots.task, record.snapshots)
+
+    @strawberry.subscription(
+        permission_classes=[CanRead], description="An agent's state on every status change."
+    )
+    async def agent_status(
+        self, info: Info, agent_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[Agent, None]:
+        ctx = info.context
+        if agent_id is not None and await ctx.agent(agent_id) is None:
+            raise NotFound("Agent", agent_id)
+
+        def match(r: EventRecord) -> bool:
+            a = r.snapshots.agent
+            return (
+                r.type in _AGENT_EVENTS and a is not None and (agent_id is None or a.id == agent_id)
+            )
+
+        async for record in event_stream(ctx, match):
+            assert record.snapshots.agent is not None
+            yield Agent.of(record.snapshots.agent, record.snapshots)
+
+    @strawberry.subscription(
+        permission_classes=[CanRead],
+        description="Current state first, then every change; completes when terminal.",
+    )
+    async def workflow_progress(
+        self, info: Info, workflow_id: strawberry.ID
+    ) -> AsyncGenerator[WorkflowProgress, None]:
+        ctx = info.context
+        query = EventQuery(workflow_id=workflow_id)
+        latest = await ctx.runtime.reads.latest_event(ctx.principal.tenant, query)
+        if latest is None or latest.snapshots.workflow is None:
+            raise NotFound("Workflow", workflow_id)
+        yield _progress(latest)
+        if latest.type in TERMINAL_WORKFLOW_EVENTS:
+            return
+        async for record in event_stream(ctx, query.matches, after=latest.id, replay=query):
+            yield _progress(record)
+            if record.type in TERMINAL_WORKFLOW_EVENTS:
+                return
+
+    @strawberry.subscription(
+        permission_classes=[CanRead],
+        description=(
+            "Matching events. With `after`: history after that id, then live "
+            '(after: "0" starts from the first event). Without: live only.'
+        ),
+    )
+    async def events(
+        self,
+        info: Info,
+        filter: EventFilter | None = None,
+        after: strawberry.ID | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        query = event_query(filter)
+        async for record in event_stream(
+            info.context, query.matches, after=parse_event_id(after), replay=query
+        ):
+            yield Event.of(record)
+
+    @strawberry.subscription(
+        permission_classes=[IsOperator], description="Counters every intervalSeconds."
+    )
+    async def system_metrics(
+        self, info: Info, interval_seconds: float | None = 5.0
+    ) -> AsyncGenerator[SystemMetrics, None]:
+        interval_seconds = 5.0 if interval_seconds is None else interval_seconds
+        if not 0.1 <= interval_seconds <= 3600:
+            raise BadUserInput("intervalSeconds must be between 0.1 and 3600")
+        while True:
+            yield await system_metrics(info)
+            await asyncio.sleep(interval_seconds)
+
+
+def _progress(record: EventRecord) -> WorkflowProgress:
+    snap = record.snapshots
+    assert snap.workflow is not None
+    workflow = Workflow.of(snap.workflow, snap)
+    index = record.data.get("step", snap.workflow.current_step)
+    step: WorkflowStep | None = next((s for s in workflow.steps if s.index == index), None)
+    return WorkflowProgress(workflow=workflow, step=step, event=Event.of(record))

@@ -1,0 +1,73 @@
+"""Real databases for tests: a SQLite file, or a fresh PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import asyncpg
+import pytest
+
+PG_ADMIN_DSN = os.environ.get("MARK1_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("MARK1_TEST_REDIS", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(service: str, reachable: bool) -> None:
+    """Skip with a reason on a laptop; fail under CI, where the service must be there."""
+    if reachable:
+        return
+    message = f"{service} is not reachable"
+    if IN_CI:
+        pytest.fail(f"{message}, and CI=true requires it")
+    pytest.skip(f"{message}: start it to run this test")
+
+
+async def _pg_reachable() -> bool:
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(PG_ADMIN_DSN), 3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+def postgres_reachable() -> bool:
+    return asyncio.run(_pg_reachable())
+
+
+def redis_reachable() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def create_pg_database() -> tuple[str, str]:
+    """A new empty database; returns (sqlalchemy url, name)."""
+    name = f"mark1_test_{uuid.uuid4().hex[:12]}"
+
+    async def go() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgresql+asyncpg://')}/{name}", name
+
+
+def drop_pg_database(name: str) -> None:
+    async def go() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
