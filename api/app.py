@@ -44,7 +44,11 @@ def build_runtime(settings: Settings) -> Runtime:
     reads = ReadService(db)
     metrics = Metrics()
     bus = EventBus(
-        settings.broadcast_url, reads, metrics, gap_check_interval=settings.gap_check_interval
+        settings.broadcast_url,
+        reads,
+        metrics,
+        channel=settings.broadcast_channel,
+        gap_check_interval=settings.gap_check_interval,
     )
     uow = UnitOfWork(db, bus)
     return Runtime(

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     broadcast_url: str = "memory://"
+    broadcast_channel: str = Field(default="mark1_events", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     auto_migrate: bool = True
 
     jwt_secret: SecretStr | None = None

@@ -48,6 +48,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         jwt_secret=TEST_SECRET,  # type: ignore[arg-type]
         broadcast_url="memory://",
+        broadcast_channel=f"mark1_test_{secrets.token_hex(6)}",
         gap_check_interval=0.5,
         sweep_interval=0.2,
     )

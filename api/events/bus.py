@@ -28,7 +28,6 @@ from api.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "mark1_events"
 _FILL_BATCH = 500
 
 
@@ -49,10 +48,12 @@ class EventBus:
         source: EventSource,
         metrics: Metrics,
         *,
+        channel: str = "mark1_events",
         gap_check_interval: float = 2.0,
         backend_factory: Callable[[str], tuple[BroadcastBackend, int | None]] = make_backend,
     ) -> None:
         self.url = url
+        self.channel = channel
         self._source = source
         self._metrics = metrics
         self._gap_check_interval = gap_check_interval
@@ -92,7 +93,7 @@ class EventBus:
     async def _connect(self) -> None:
         backend, self._max_bytes = self._backend_factory(self.url)
         await backend.connect()
-        await backend.subscribe(CHANNEL)
+        await backend.subscribe(self.channel)
         self._backend = backend
         self._connected.set()
 
@@ -113,7 +114,7 @@ class EventBus:
             return
         try:
             for record in records:
-                await backend.publish(CHANNEL, encode(record, max_bytes=self._max_bytes))
+                await backend.publish(self.channel, encode(record, max_bytes=self._max_bytes))
         except Exception as exc:
             log.warning("bus publish failed (%s); subscribers will catch up from the outbox", exc)
 
