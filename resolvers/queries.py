@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import strawberry
+from strawberry.scalars import JSON
 
 from api.clock import utcnow
 from api.db.events import EventQuery
+from api.domain import AgentStatus, Role, TaskStatus, WorkflowStatus
 from api.metrics import Metrics
 from resolvers.context import Info
 from resolvers.permissions import CanRead, IsOperator
 from resolvers.types import (
     Agent,
-    AgentStatus,
     Connection,
     Event,
     EventFilter,
-    Role,
     SystemMetrics,
     Task,
-    TaskStatus,
     Viewer,
     Workflow,
-    WorkflowStatus,
     connection,
 )
 
@@ -49,8 +49,8 @@ async def system_metrics(info: Info) -> SystemMetrics:
         subscriptions=Metrics.value(m.subscriptions),
         events_published=Metrics.value(m.events_published),
         events_delivered=Metrics.value(m.events_delivered),
-        tasks_by_status=tasks,
-        agents_by_status=agents,
+        tasks_by_status=cast(JSON, tasks),
+        agents_by_status=cast(JSON, agents),
     )
 
 

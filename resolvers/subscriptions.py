@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import strawberry
 
 from api.db.events import EventQuery
-from api.domain import TERMINAL_WORKFLOW_EVENTS, EventRecord, EventType
+from api.domain import TERMINAL_WORKFLOW_EVENTS, EventRecord, EventType, TaskStatus
 from api.errors import BadUserInput, NotFound
 from api.events.bus import latency_since
 from api.events.subscriber import Predicate
@@ -27,7 +27,6 @@ from resolvers.types import (
     EventFilter,
     SystemMetrics,
     Task,
-    TaskStatus,
     Workflow,
     WorkflowProgress,
     WorkflowStep,

@@ -8,21 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
-from api import domain
 from api.db.paging import Page
-from api.domain import AgentState, EventRecord, Snapshots, TaskState, WorkflowState
+from api.domain import (
+    AgentState,
+    AgentStatus,
+    EventRecord,
+    EventType,
+    Role,
+    Snapshots,
+    TaskState,
+    TaskStatus,
+    WorkflowState,
+    WorkflowStatus,
+)
 from resolvers.context import Info
 
-TaskStatus = strawberry.enum(domain.TaskStatus, name="TaskStatus")
-AgentStatus = strawberry.enum(domain.AgentStatus, name="AgentStatus")
-WorkflowStatus = strawberry.enum(domain.WorkflowStatus, name="WorkflowStatus")
-Role = strawberry.enum(domain.Role, name="Role")
-EventType = strawberry.enum(domain.EventType, name="EventType")
+# The domain enums are the GraphQL enums: registering them keeps one definition.
+for _enum in (AgentStatus, EventType, Role, TaskStatus, WorkflowStatus):
+    strawberry.enum(_enum)
 
 _EMPTY = Snapshots()
 
@@ -223,7 +231,7 @@ class Event:
             agent_id=strawberry.ID(r.agent_id) if r.agent_id else None,
             workflow_id=strawberry.ID(r.workflow_id) if r.workflow_id else None,
             actor=r.actor,
-            data=r.data,
+            data=cast(JSON, r.data),
             record=r,
         )
 

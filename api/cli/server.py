@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from api.settings import Settings
 
 
-def uvicorn_config(settings: Settings, app: object | None = None) -> uvicorn.Config:
+def uvicorn_config(settings: Settings, app: Any = None) -> uvicorn.Config:
     """uvicorn enforces the WebSocket message limit itself (close 1009)."""
     return uvicorn.Config(
         app if app is not None else "api.cli.server:app_from_env",
@@ -28,7 +30,7 @@ def uvicorn_config(settings: Settings, app: object | None = None) -> uvicorn.Con
     )
 
 
-def app_from_env() -> object:
+def app_from_env() -> Any:
     from api.app import create_app
 
     return create_app(Settings())
@@ -40,9 +42,7 @@ def run_server(settings: Settings) -> None:
     )
     config = uvicorn_config(settings)
     print(f"Mark-1 Realtime on http://{settings.host}:{settings.port}/graphql", flush=True)
-    server = uvicorn.Server(config)
     if settings.workers > 1:
-        sock = config.bind_socket()
-        uvicorn.Multiprocess(config, target=server.run, sockets=[sock]).run()
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
-        server.run()
+        uvicorn.Server(config).run()
