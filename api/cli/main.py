@@ -144,3 +144,7 @@ def watch(
     from api.cli.watch import run_watch
 
     run_watch(what=what, url=url, token=token, after=after)
+
+
+if __name__ == "__main__":
+    app()
