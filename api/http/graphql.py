@@ -10,10 +10,17 @@ from collections.abc import AsyncGenerator, Mapping
 from datetime import timedelta
 from enum import IntEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import strawberry
-from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
+from graphql import (
+    GraphQLError,
+    GraphQLFormattedError,
+    OperationDefinitionNode,
+    OperationType,
+    parse,
+)
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.websockets import WebSocket
@@ -24,19 +31,25 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ErrorMessage as TransportErrorMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
-from strawberry.types.execution import ExecutionResult
+from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage as LegacyErrorMessage
+from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from api.auth.principal import Principal
 from api.auth.tokens import parse_bearer
 from api.clock import utcnow
-from api.errors import Mark1Error, Unauthenticated
+from api.errors import Mark1Error, RateLimited, Unauthenticated
 from api.runtime import Runtime
 from resolvers.context import Context
 
 log = logging.getLogger(__name__)
 
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# Timers far in the future overflow event-loop clocks; sleep in slices instead.
+_MAX_SLEEP = 3600.0
 
 
 class CloseCode(IntEnum):
@@ -75,31 +88,99 @@ class _SizedAdapter(ASGIWebSocketAdapter):
                     raise NonJsonMessageReceived from None
 
 
-def _is_subscription(query: str, operation_name: str | None) -> bool:
+class _DocumentRejected(Exception):
+    """A document that cannot run at all; ``error`` is its GraphQL error (BAD_USER_INPUT)."""
+
+    def __init__(self, message: str, error: GraphQLError | None = None) -> None:
+        super().__init__(message)
+        self.error: GraphQLFormattedError = GraphQLError(
+            message,
+            source=error.source if error else None,
+            positions=error.positions if error else None,
+            extensions={"code": "BAD_USER_INPUT"},
+        ).formatted
+
+
+def _chosen_operation(query: object, operation_name: object, *, max_tokens: int) -> OperationType:
+    """The type of the operation a socket message selects, per GraphQL's GetOperation.
+
+    Checked before execution because strawberry lets a syntax error escape its
+    parser-cache extension (the operation task dies and the client only sees
+    ``complete``), masks a document without an operation as INTERNAL, and runs
+    the first operation when several are given without ``operationName``.
+    """
+    if not isinstance(query, str):
+        raise _DocumentRejected("query must be a string")
     try:
-        document = parse(query)
-    except GraphQLError:
-        return False
-    for definition in document.definitions:
-        if isinstance(definition, OperationDefinitionNode) and (
-            operation_name is None or (definition.name and definition.name.value == operation_name)
-        ):
-            return definition.operation is OperationType.SUBSCRIPTION
-    return False
+        document = parse(query, max_tokens=max_tokens)
+    except GraphQLError as error:
+        raise _DocumentRejected(error.message, error) from None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None:
+        if len(operations) != 1:
+            raise _DocumentRejected(
+                "The document has no operation"
+                if not operations
+                else "Must provide operation name if query contains multiple operations."
+            )
+        return operations[0].operation
+    chosen = [o for o in operations if o.name is not None and o.name.value == operation_name]
+    if not chosen:
+        raise _DocumentRejected(f"Unknown operation named '{operation_name}'.")
+    return chosen[0].operation
+
+
+def _operation_limit_error(limit: int) -> dict[str, Any]:
+    """The ``error`` payload for an operation over MAX_SUBSCRIPTIONS_PER_SOCKET."""
+    error = RateLimited(f"Too many operations on this socket (at most {limit})")
+    return {"message": error.message, "extensions": {**error.extensions, "limit": limit}}
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws, where a stream that dies of an error ends with ``error``."""
 
+    async def handle_subscribe(self, message: Any) -> None:
+        # strawberry refuses the operation over the limit with an error that has no
+        # code; ours says RATE_LIMITED (DESIGN: the others go on).
+        limit = self.max_subscriptions_per_connection
+        id = message.get("id")
+        if (
+            limit is not None
+            and self.connection_acknowledged
+            and isinstance(id, str)
+            and id not in self.operations
+            and len(self.operations) >= limit
+        ):
+            await self.send_message(
+                {"id": id, "type": "error", "payload": [_operation_limit_error(limit)]}
+            )
+            return
+        await super().handle_subscribe(message)
+
     async def _send_result_stream(self, operation: Any, result_source: Any) -> None:
-        subscription = _is_subscription(operation.query, operation.operation_name)
+        settings = self.view.runtime.settings  # type: ignore[attr-defined]
+        try:
+            kind = _chosen_operation(
+                operation.query, operation.operation_name, max_tokens=settings.max_tokens
+            )
+        except _DocumentRejected as rejected:
+            # PROTOCOL.md: an operation that cannot run gets `error`; the socket
+            # and its other operations go on.
+            await operation.send_operation_message(
+                TransportErrorMessage(id=operation.id, type="error", payload=[rejected.error])
+            )
+            return
         first = True
         async for result in result_source:
-            if first and not isinstance(result, ExecutionResult):
-                await self._handle_pre_execution_error(operation, result)
+            if first and isinstance(result, PreExecutionError):
+                # Validation failed: `error`, and the socket stays open.
+                await operation.send_initial_errors(result.errors)
+                return
+            if not isinstance(result, ExecutionResult):
+                await self._reject_incremental_delivery(operation)
                 return
             first = False
-            if subscription and result.data is None and result.errors:
+            if kind is OperationType.SUBSCRIPTION and result.data is None and result.errors:
                 # The resolver raised: per PROTOCOL.md this ends the operation with `error`.
                 await operation.send_initial_errors(result.errors)
                 return
@@ -108,6 +189,22 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """The legacy graphql-ws protocol (subscriptions-transport-ws clients)."""
+
+    async def handle_start(self, message: Any) -> None:
+        limit = self.max_subscriptions_per_connection
+        id = message.get("id")
+        if (
+            limit is not None
+            and self.connection_acknowledged
+            and isinstance(id, str)
+            and id not in self.tasks
+            and len(self.tasks) >= limit
+        ):
+            await self.send_message(
+                {"type": "error", "id": id, "payload": _operation_limit_error(limit)}
+            )
+            return
+        await super().handle_start(message)
 
     async def handle_connection_init(self, message: Any) -> None:
         payload = message.get("payload")
@@ -130,9 +227,33 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             await self.websocket.close(CloseCode.FORBIDDEN, "Forbidden")
             return
         await self.send_message({"type": "connection_ack"})
+        # strawberry's handle_start closes with 4401 until this is set.
+        self.connection_acknowledged = True
         if self.keep_alive:
             keep_alive_handler = self.handle_keep_alive()
             self.keep_alive_task = asyncio.create_task(keep_alive_handler)
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        settings = self.view.runtime.settings  # type: ignore[attr-defined]
+        try:
+            kind = _chosen_operation(query, operation_name, max_tokens=settings.max_tokens)
+            if kind is not OperationType.SUBSCRIPTION:
+                raise _DocumentRejected("The legacy graphql-ws protocol runs subscriptions only")
+        except _DocumentRejected as rejected:
+            # As subscriptions-transport-ws's own server: a document that cannot run
+            # gets `error` (strawberry would let a syntax error kill the task silently).
+            self.tasks.pop(operation_id, None)
+            await self.send_message(
+                LegacyErrorMessage(type="error", id=operation_id, payload=rejected.error)
+            )
+            return
+        await super().handle_async_results(operation_id, query, operation_name, variables)
 
 
 class GraphQLEndpoint(GraphQL[Context, None]):
@@ -146,7 +267,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         s = runtime.settings
         super().__init__(
             schema,
-            graphql_ide=None,
+            graphql_ide="graphiql",  # truthy, or strawberry never calls render_graphql_ide
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             connection_init_wait_timeout=timedelta(seconds=s.ws_init_timeout),
             max_subscriptions_per_connection=s.max_subscriptions_per_socket,
@@ -190,15 +311,24 @@ class GraphQLEndpoint(GraphQL[Context, None]):
     def encode_json(self, data: object) -> str:
         return orjson.dumps(data).decode()
 
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson refuses nesting deeper than 1024 (json.loads recurses until
+        # RecursionError: a 500 on HTTP, a dead socket on WebSocket), NaN and lone
+        # surrogates; its JSONDecodeError subclasses json's, which strawberry handles.
+        return orjson.loads(data)
+
     # -- WebSocket -------------------------------------------------------
 
     def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
-        host = (
-            origin.split("://", 1)[-1].rsplit(":", 1)[0]
-            if "]" not in origin
-            else origin.split("://", 1)[-1].split("]")[0] + "]"
-        )
-        if host in _LOCAL_HOSTS:
+        """Only cross-origin handshakes get here (no Origin, or same origin, pass before):
+        pages on this machine (any port) and the configured origins; any other page
+        would ride its visitor's credentials (cross-site WebSocket hijacking)."""
+        try:
+            parts = urlsplit(origin.strip())
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            return False
+        if parts.scheme in ("http", "https") and parts.hostname in _LOCAL_HOSTS:
             return True
         return super().is_websocket_origin_allowed(request, origin)
 
@@ -216,13 +346,17 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             principal = await self.runtime.verifier.verify(token)
         except Mark1Error as exc:
             raise ConnectionRejectionError({"message": exc.message}) from exc
+        socket = context.request
+        assert isinstance(socket, WebSocket)
+        if getattr(socket.state, "mark1_subject", None) is not None:
+            # The legacy protocol lets a client send connection_init again; counting the
+            # socket twice would leak a slot of MAX_SOCKETS_PER_SUBJECT for good.
+            raise ConnectionRejectionError({"message": "Already initialised"})
         limit = self.runtime.settings.max_sockets_per_subject
         if self._sockets_by_subject[principal.subject] >= limit:
             raise ConnectionRejectionError({"message": "Too many sockets for this subject"})
         context.principal_or_none = principal
         self._sockets_by_subject[principal.subject] += 1
-        socket = context.request
-        assert isinstance(socket, WebSocket)
         socket.state.mark1_expiry = asyncio.create_task(_close_at_expiry(socket, principal))
         socket.state.mark1_subject = principal.subject
         return {"tenant": principal.tenant}
@@ -250,8 +384,8 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
 async def _close_at_expiry(socket: WebSocket, principal: Principal) -> None:
     """Close the socket with 4403 at the token's ``exp`` (no leeway for open sockets)."""
-    delay = (principal.expires_at - utcnow()).total_seconds()
-    await asyncio.sleep(max(delay, 0))
+    while (delay := (principal.expires_at - utcnow()).total_seconds()) > 0:
+        await asyncio.sleep(min(delay, _MAX_SLEEP))
     with contextlib.suppress(Exception):
         await socket.close(CloseCode.FORBIDDEN, "Token expired")
 

@@ -1,0 +1,40 @@
+import { fileURLToPath } from 'node:url';
+import react from '@vitejs/plugin-react';
+import { defineConfig } from 'vite';
+
+const page = (path: string): string => fileURLToPath(new URL(path, import.meta.url));
+
+// The Python server serves dist/ at /app/ and dist/graphiql.html for a
+// browser's GET /graphql, so every asset URL must be absolute under /app/.
+export default defineConfig({
+  base: '/app/',
+  plugins: [react()],
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    chunkSizeWarningLimit: 8000, // GraphiQL bundles Monaco; it is big and that is fine offline
+    rolldownOptions: {
+      input: {
+        dashboard: page('./index.html'),
+        graphiql: page('./graphiql.html'),
+        apollo: page('./apollo-example/index.html'),
+      },
+      onwarn(warning, warn) {
+        // GraphiQL's React-compiler hints ("use no memo") mean nothing to a bundle.
+        if (warning.code === 'MODULE_LEVEL_DIRECTIVE') return;
+        warn(warning);
+      },
+    },
+  },
+  // Monaco's language workers import each other as ES modules.
+  worker: { format: 'es' },
+  server: {
+    // `npm run dev`: the page runs on Vite, /graphql goes to a running `mark1 serve`.
+    proxy: {
+      '/graphql': {
+        target: process.env.MARK1_URL ?? 'http://127.0.0.1:8000',
+        ws: true,
+      },
+    },
+  },
+});
