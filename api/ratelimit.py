@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -35,7 +36,8 @@ class RateLimiter:
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
         if bucket.tokens < cost:
-            retry_after = (cost - bucket.tokens) / self.rate
+            # Rounded up to the millisecond: retrying after it always succeeds.
+            retry_after = math.ceil((cost - bucket.tokens) / self.rate * 1000) / 1000
             raise RateLimited(
                 f"Too many mutations; retry in {retry_after:.2f}s", retry_after=retry_after
             )

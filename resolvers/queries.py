@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import cast
 
 import strawberry
@@ -10,6 +11,7 @@ from strawberry.scalars import JSON
 from api.clock import utcnow
 from api.db.events import EventQuery
 from api.domain import AgentStatus, Role, TaskStatus, WorkflowStatus
+from api.errors import BadUserInput
 from api.metrics import Metrics
 from resolvers.context import Info
 from resolvers.permissions import CanRead, IsOperator
@@ -34,9 +36,21 @@ def event_query(filter: EventFilter | None) -> EventQuery:
         task_id=filter.task_id,
         agent_id=filter.agent_id,
         workflow_id=filter.workflow_id,
-        since=filter.since,
-        until=filter.until,
+        since=_instant(filter.since, "since"),
+        until=_instant(filter.until, "until"),
     )
+
+
+def _instant(value: datetime | None, field: str) -> datetime | None:
+    """A filter time as aware UTC; a time without a zone names no instant."""
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise BadUserInput(f"{field} must be an ISO-8601 time with a zone, e.g. +00:00 or Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise BadUserInput(f"{field} is out of range") from exc
 
 
 async def system_metrics(info: Info) -> SystemMetrics:

@@ -34,6 +34,7 @@ from resolvers.types import (
 
 _REPLAY_BATCH = 500
 _AGENT_EVENTS = frozenset({EventType.AGENT_REGISTERED, EventType.AGENT_STATUS_CHANGED})
+_TASK_EVENTS = frozenset(t for t in EventType if t.name.startswith("TASK_"))
 
 
 async def event_stream(
@@ -94,9 +95,11 @@ class Subscription:
         wanted = frozenset(status) if status else None
 
         def match(r: EventRecord) -> bool:
+            # Only the task's own changes: other events may carry its snapshot too.
             t = r.snapshots.task
             return (
-                t is not None
+                r.type in _TASK_EVENTS
+                and t is not None
                 and (task_id is None or t.id == task_id)
                 and (wanted is None or t.status in wanted)
             )

@@ -2,37 +2,48 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 
+from api.auth.keys import ASYMMETRIC_ALGORITHMS, JwksKeys, KeySource, PemKey
 from api.auth.principal import Principal
 from api.clock import utcnow
 from api.domain import Role
 from api.errors import Unauthenticated
 from api.settings import Settings
 
-_ASYMMETRIC = ["RS256", "ES256"]
 _TENANT = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# Far enough for any real token, near enough for datetime and event-loop timers.
+_MAX_EXP = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
 
 
 class TokenVerifier:
-    """Turns a bearer token into a Principal, or raises Unauthenticated."""
+    """Turns a bearer token into a Principal, or raises Unauthenticated.
+
+    Keys are chosen by the server, never by the token: HS256 only with the shared
+    secret, RS256/ES256 only with the configured public key or JWKS, ``none`` never —
+    so an HS256 token "signed" with the public key is just a bad signature.
+    """
 
     def __init__(self, settings: Settings) -> None:
+        if settings.jwt_public_key and settings.jwt_jwks_url:
+            raise ValueError("set MARK1_JWT_PUBLIC_KEY or MARK1_JWT_JWKS_URL, not both")
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway
-        self._secret = settings.hs256_secret() if not _asymmetric_only(settings) else None
-        self._public_key = settings.jwt_public_key
-        self._jwks = (
-            jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=300)
-            if settings.jwt_jwks_url
-            else None
-        )
+        self._keys: KeySource | None = None
+        if settings.jwt_jwks_url:
+            self._keys = JwksKeys(settings.jwt_jwks_url)
+        elif settings.jwt_public_key:
+            self._keys = PemKey(settings.jwt_public_key)
+        # With an identity provider and no explicit secret, the generated secret still
+        # signs the tokens registerAgent hands out, and nothing else: HS256 tokens are
+        # then accepted only when they are such agent tokens.
+        self._secret = settings.hs256_secret()
+        self._hs256_agents_only = self._keys is not None and settings.jwt_secret is None
 
     async def verify(self, token: str) -> Principal:
         try:
@@ -40,18 +51,16 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise Unauthenticated("Malformed token") from exc
         alg = header.get("alg")
+        kid = header.get("kid")
         key: Any
-        if alg == "HS256" and self._secret is not None:
+        issuer, audience = self._issuer, self._audience
+        if alg == "HS256":
             key = self._secret
-        elif alg in _ASYMMETRIC and self._jwks is not None:
-            try:
-                # PyJWKClient refetches the key set when it meets an unknown kid,
-                # so a rotated key works without a restart.
-                key = (await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)).key
-            except jwt.PyJWTError as exc:
-                raise Unauthenticated("Token signing key not found") from exc
-        elif alg in _ASYMMETRIC and self._public_key is not None:
-            key = self._public_key
+            if self._hs256_agents_only:
+                # Our own agent tokens: the provider's iss and aud do not apply to them.
+                issuer = audience = None
+        elif alg in ASYMMETRIC_ALGORITHMS and self._keys is not None:
+            key = await self._keys.key_for(alg, kid if isinstance(kid, str) else None)
         else:
             raise Unauthenticated(f"Token algorithm {alg!r} is not accepted")
         try:
@@ -59,18 +68,30 @@ class TokenVerifier:
                 token,
                 key,
                 algorithms=[alg],
-                issuer=self._issuer,
-                audience=self._audience,
+                issuer=issuer,
+                audience=audience,
                 leeway=self._leeway,
                 options={
                     "require": ["exp", "sub"],
-                    "verify_aud": self._audience is not None,
-                    "verify_iss": self._issuer is not None,
+                    "verify_aud": audience is not None,
+                    "verify_iss": issuer is not None,
                 },
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"Invalid token: {exc}") from exc
-        return principal_from_claims(claims)
+        principal = principal_from_claims(claims)
+        if alg == "HS256" and self._hs256_agents_only and not _is_agent_token(principal):
+            raise Unauthenticated("Token algorithm 'HS256' is not accepted")
+        return principal
+
+
+def _is_agent_token(principal: Principal) -> bool:
+    """The shape of a token registerAgent mints: only AGENT, for its own agent."""
+    return (
+        principal.roles == frozenset({Role.AGENT})
+        and principal.agent_id is not None
+        and principal.subject == f"agent:{principal.agent_id}"
+    )
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
@@ -89,12 +110,15 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     agent_id = claims.get("agent_id")
     if agent_id is not None and not isinstance(agent_id, str):
         raise Unauthenticated("Token agent_id must be a string")
+    exp = claims["exp"]
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise Unauthenticated("Token exp must be a number")
     return Principal(
         subject=sub,
         roles=roles,
         tenant=tenant,
         agent_id=agent_id,
-        expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),
+        expires_at=datetime.fromtimestamp(min(float(exp), _MAX_EXP), UTC),
     )
 
 
@@ -125,12 +149,6 @@ def mint_token(
     if audience is not None:
         claims["aud"] = audience
     return jwt.encode(claims, secret, algorithm="HS256")
-
-
-def _asymmetric_only(settings: Settings) -> bool:
-    """With a public key or JWKS and no explicit secret, HS256 is not accepted at all."""
-    has_asymmetric = settings.jwt_public_key is not None or settings.jwt_jwks_url is not None
-    return has_asymmetric and settings.jwt_secret is None
 
 
 def parse_bearer(value: str | None) -> str | None:

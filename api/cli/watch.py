@@ -2,7 +2,7 @@
 
 Speaks graphql-transport-ws (graphql-ws PROTOCOL.md). Events go to stdout,
 one line each; connection notices and errors go to stderr. A dropped
-connection is retried with capped exponential backoff and full jitter; the
+connection is retried with capped exponential backoff and jitter; the
 ``events`` stream resumes from the last event id it printed (``after:``), so
 nothing is missed or printed twice. A rejected token (close 4403) ends the
 watch instead of retrying forever.
@@ -15,6 +15,7 @@ import json
 import random
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
@@ -101,22 +102,6 @@ class Endpoint:
         )
 
 
-def document_for(what: str) -> tuple[str, bool]:
-    """The subscription document, and whether it is the resumable ``events`` stream."""
-    if what in DOCUMENTS:
-        return DOCUMENTS[what], what == "events"
-    path = Path(what)
-    if path.suffix in (".graphql", ".gql") or path.exists():
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise WatchError(f"cannot read {what}: {exc.strerror}", 2) from exc
-        if "subscription" not in text:
-            raise WatchError(f"{what} holds no subscription operation", 2)
-        return text, False
-    raise WatchError(f"unknown stream {what!r}: use events, tasks, agents or a .graphql file", 2)
-
-
 # -- formatting ------------------------------------------------------------
 
 
@@ -126,19 +111,19 @@ def _when(value: str | None) -> str:
 
 
 def _task(task: dict[str, Any]) -> str:
-    return f"task {json.dumps(task['title'])} {task['status']} {round(task['progress'] * 100)}%"
+    return f"{json.dumps(task['title'])} {task['status']} {round(task['progress'] * 100)}%"
 
 
-def format_event(event: dict[str, Any]) -> str:
+def format_event(data: dict[str, Any]) -> str:
     """One line: time, id, type, then the task, agent and workflow it concerns."""
+    event = data["events"]
     parts = [_when(event["occurredAt"]), f"#{event['id']}", f"{event['type']:<23}"]
     if event.get("task"):
-        parts.append(_task(event["task"]))
+        parts.append(f"task {_task(event['task'])}")
     if agent := event.get("agent"):
         parts.append(f"agent {agent['name']} {agent['status']}")
     if workflow := event.get("workflow"):
-        data = event.get("data") or {}
-        index = data.get("step", workflow.get("currentStep"))
+        index = (event.get("data") or {}).get("step", workflow.get("currentStep"))
         steps = workflow.get("steps") or []
         step = next((s for s in steps if s["index"] == index), None)
         where = f" step {index + 1}/{len(steps)} {step['name']}" if step else ""
@@ -146,17 +131,48 @@ def format_event(event: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def format_payload(data: dict[str, Any]) -> str:
-    """A line for any subscription's ``data``."""
-    if event := data.get("events"):
-        return format_event(event)
-    if task := data.get("taskUpdates"):
-        agent = f"  agent {task['agent']['name']}" if task.get("agent") else ""
-        message = f"  {task['message']}" if task.get("message") else ""
-        return f"{_when(task['updatedAt'])}  task {task['id']}  {_task(task)}{agent}{message}"
-    if agent := data.get("agentStatus"):
-        return f"{_when(None)}  agent {agent['id']}  {agent['name']} {agent['status']}"
+def format_task(data: dict[str, Any]) -> str:
+    task = data["taskUpdates"]
+    held = f"  agent {task['agent']['name']}" if task.get("agent") else ""
+    message = f"  {task['message']}" if task.get("message") else ""
+    return f"{_when(task['updatedAt'])}  task {task['id']}  {_task(task)}{held}{message}"
+
+
+def format_agent(data: dict[str, Any]) -> str:
+    agent = data["agentStatus"]
+    return f"{_when(None)}  agent {agent['id']}  {agent['name']} {agent['status']}"
+
+
+def format_json(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """What to subscribe to and how to print it."""
+
+    document: str
+    format: Callable[[dict[str, Any]], str]
+    resumable: bool = False  # only `events` has ids to resume from
+
+    @classmethod
+    def named(cls, what: str) -> Stream:
+        """``events``, ``tasks``, ``agents``, or a file holding a subscription document."""
+        if what in DOCUMENTS:
+            formats = {"events": format_event, "tasks": format_task, "agents": format_agent}
+            return cls(DOCUMENTS[what], formats[what], resumable=what == "events")
+        path = Path(what)
+        if path.suffix not in (".graphql", ".gql") and not path.exists():
+            raise WatchError(
+                f"unknown stream {what!r}: use events, tasks, agents or a .graphql file", 2
+            )
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise WatchError(f"cannot read {what}: {exc.strerror}", 2) from exc
+        if "subscription" not in text:
+            raise WatchError(f"{what} holds no subscription operation", 2)
+        return cls(text, format_json)
 
 
 # -- the connection loop -----------------------------------------------------
@@ -178,6 +194,8 @@ async def _head(endpoint: Endpoint, token: str) -> str:
         raise WatchError("token rejected")
     if response.status_code == 404:
         raise WatchError(f"bad URL {endpoint.http}: no GraphQL endpoint there (HTTP 404)", 2)
+    if response.status_code >= 500:
+        raise _Lost(f"HTTP {response.status_code}")
     body = response.json()
     if errors := body.get("errors"):
         code = errors[0].get("extensions", {}).get("code")
@@ -193,33 +211,34 @@ class Watch:
     def __init__(self, endpoint: Endpoint, token: str, what: str, after: str | None) -> None:
         self.endpoint = endpoint
         self.token = token
-        self.document, self.resumable = document_for(what)
+        self.stream = Stream.named(what)
         self.after = after
         self.connected_once = False
+        self.failures = 0  # since the last acknowledged connection
 
     async def run(self) -> None:
-        attempt = 0
         while True:
             try:
-                if self.resumable and self.after is None:
+                if self.stream.resumable and self.after is None:
                     # Start from the head rather than live-only, so events that
                     # commit while the first connection is down are not lost.
                     self.after = await _head(self.endpoint, self.token)
                 if await self._session():
                     return
-                attempt = 0
             except (_Lost, OSError, httpx.TransportError, ConnectionClosed, TimeoutError) as exc:
                 self._check_fatal(exc)
-                attempt += 1
-                delay = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))
+                self.failures += 1
+                # "Equal jitter": never hammer a restarting server, never all at once.
+                ceiling = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (self.failures - 1))
+                delay = ceiling / 2 + random.uniform(0, ceiling / 2)
                 _note(f"{_describe(exc)}; reconnecting in {delay:.1f}s")
                 await asyncio.sleep(delay)
 
     def _check_fatal(self, exc: BaseException) -> None:
-        if isinstance(exc, ConnectionClosed) and exc.rcvd is not None:
-            if exc.rcvd.code == CloseCode.FORBIDDEN:
-                raise WatchError(f"token rejected ({exc.rcvd.reason or 'Forbidden'})") from exc
-        if not self.connected_once and isinstance(exc, socket.gaierror):
+        close = exc.rcvd if isinstance(exc, ConnectionClosed) else None
+        if close is not None and close.code == CloseCode.FORBIDDEN:
+            raise WatchError(f"token rejected ({close.reason or 'Forbidden'})") from exc
+        if not self.connected_once and _caused_by(exc, socket.gaierror):
             raise WatchError(f"bad URL {self.endpoint.ws}: cannot resolve the host", 2) from exc
 
     async def _session(self) -> bool:
@@ -244,11 +263,17 @@ class Watch:
             init = {"type": "connection_init", "payload": {"authorization": f"Bearer {self.token}"}}
             await ws.send(json.dumps(init))
             ack = json.loads(await asyncio.wait_for(ws.recv(), _INIT_TIMEOUT))
-            if ack.get("type") != "connection_ack":
-                raise _Lost(f"expected connection_ack, got {ack.get('type')!r}")
+            if not isinstance(ack, dict) or ack.get("type") != "connection_ack":
+                raise _Lost(f"expected connection_ack, got {str(ack)[:80]}")
             if self.connected_once:
-                _note("reconnected" + (f", resuming after event {self.after}" if self.resumable else ""))
+                _note(
+                    f"reconnected, resuming after event {self.after}"
+                    if self.stream.resumable
+                    else "reconnected (changes while disconnected are not replayed: "
+                    "`mark1 watch events` resumes)"
+                )
             self.connected_once = True
+            self.failures = 0
             await self._subscribe(ws)
             async for raw in ws:
                 message = json.loads(raw)
@@ -264,11 +289,11 @@ class Watch:
         raise _Lost("connection closed")
 
     async def _subscribe(self, ws: websockets.ClientConnection) -> None:
-        variables = {"after": self.after} if self.resumable else {}
+        variables = {"after": self.after} if self.stream.resumable else {}
         message: SubscribeMessage = {
             "id": _OPERATION_ID,
             "type": "subscribe",
-            "payload": {"query": self.document, "variables": variables},
+            "payload": {"query": self.stream.document, "variables": variables},
         }
         await ws.send(json.dumps(message))
 
@@ -278,8 +303,8 @@ class Watch:
         data = payload.get("data")
         if not data:
             return
-        print(format_payload(data), flush=True)
-        if self.resumable:
+        print(self.stream.format(data), flush=True)
+        if self.stream.resumable:
             self.after = str(data["events"]["id"])
 
     async def _on_error(self, ws: websockets.ClientConnection, errors: list[Any]) -> None:
@@ -293,10 +318,22 @@ class Watch:
         raise WatchError(f"subscription failed: {first.get('message', errors)}")
 
 
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is anywhere in the chain (httpx wraps socket errors)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionClosed):
         close = exc.rcvd
-        return f"connection closed ({close.code} {close.reason})" if close else "connection lost"
+        if close is None:
+            return "connection lost"
+        return f"connection closed ({close.code}{' ' + close.reason if close.reason else ''})"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, TimeoutError):
@@ -315,6 +352,8 @@ def run_watch(*, what: str, url: str, token: str | None, after: str | None) -> N
         fail("no token: pass --token or set MARK1_TOKEN (mint one with `mark1 token`)", 2)
     if after is not None and not after.isdigit():
         fail(f"--after must be an event id (a decimal number), not {after!r}", 2)
+    if after is not None and what != "events":
+        fail("--after only applies to `mark1 watch events`", 2)
     try:
         watch = Watch(Endpoint.parse(url), token, what, after)
         asyncio.run(watch.run())

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import String, cast, func, select, update
+from sqlalchemy import ColumnElement, String, cast, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from api.db.models import AgentRow
 from api.db.paging import Page, after_clause, encode_cursor, make_page
@@ -32,7 +33,9 @@ async def get_agent(
 ) -> AgentRow | None:
     stmt = select(AgentRow).where(AgentRow.tenant == tenant, AgentRow.id == id)
     if for_update:
-        stmt = stmt.with_for_update()
+        # populate_existing: a row this session already loaded (a peek before taking
+        # the lock) is refreshed from the locked row, not served stale from the identity map.
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -51,9 +54,9 @@ async def page_agents(
     after: str | None,
 ) -> Page[AgentRow]:
     """Oldest registration first; new agents land on the last page."""
-    conditions = [AgentRow.tenant == tenant]
+    conditions: list[ColumnElement[bool]] = [col(AgentRow.tenant) == tenant]
     if statuses:
-        conditions.append(AgentRow.status.in_([s.value for s in statuses]))  # type: ignore[attr-defined]
+        conditions.append(col(AgentRow.status).in_([s.value for s in statuses]))
     if capability is not None:
         # Capabilities are validated to a quote-free alphabet, so matching the
         # JSON text for the quoted name is exact on SQLite and PostgreSQL alike.
@@ -62,7 +65,7 @@ async def page_agents(
         await session.execute(select(func.count()).select_from(AgentRow).where(*conditions))
     ).scalar_one()
     stmt = select(AgentRow).where(*conditions)
-    if after:
+    if after is not None:  # an empty cursor is invalid, not the first page
         stmt = stmt.where(
             after_clause(AgentRow.registered_at, AgentRow.id, after, descending=False)
         )
@@ -99,13 +102,13 @@ async def transition_if_stale(
     stmt = (
         update(AgentRow)
         .where(
-            AgentRow.tenant == tenant,  # type: ignore[arg-type]
-            AgentRow.id == id,  # type: ignore[arg-type]
-            AgentRow.status.in_([s.value for s in from_statuses]),  # type: ignore[attr-defined]
-            AgentRow.last_heartbeat_at < cutoff,  # type: ignore[operator]
+            col(AgentRow.tenant) == tenant,
+            col(AgentRow.id) == id,
+            col(AgentRow.status).in_([s.value for s in from_statuses]),
+            col(AgentRow.last_heartbeat_at) < cutoff,
         )
         .values(status=to_status.value)
-        .returning(AgentRow.id)
+        .returning(col(AgentRow.id))
     )
     return (await session.execute(stmt)).first() is not None
 

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from api.db.models import EventRow, TenantCounter
 from api.domain import EventRecord, EventType, Snapshots
@@ -59,13 +60,14 @@ async def allocate_ids(session: AsyncSession, *, tenant: str, count: int) -> int
     """
     stmt = (
         update(TenantCounter)
-        .where(TenantCounter.tenant == tenant)  # type: ignore[arg-type]
-        .values(last_event_id=TenantCounter.last_event_id + count)
-        .returning(TenantCounter.last_event_id)
+        .where(col(TenantCounter.tenant) == tenant)
+        .values(last_event_id=col(TenantCounter.last_event_id) + count)
+        .returning(col(TenantCounter.last_event_id))
     )
     last = (await session.execute(stmt)).scalar_one_or_none()
     if last is None:
-        insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         await session.execute(
             insert(TenantCounter)
             .values(tenant=tenant, last_event_id=0)
@@ -93,22 +95,22 @@ def add_events(session: AsyncSession, records: Sequence[EventRecord]) -> None:
         )
 
 
-def _filtered(tenant: str, query: EventQuery, after: int | None):  # type: ignore[no-untyped-def]
-    conditions = [EventRow.tenant == tenant]
+def _filtered(tenant: str, query: EventQuery, after: int | None) -> list[ColumnElement[bool]]:
+    conditions = [col(EventRow.tenant) == tenant]
     if after is not None:
-        conditions.append(EventRow.id > after)  # type: ignore[arg-type]
+        conditions.append(col(EventRow.id) > after)
     if query.types:
-        conditions.append(EventRow.type.in_([t.value for t in query.types]))  # type: ignore[attr-defined]
+        conditions.append(col(EventRow.type).in_([t.value for t in query.types]))
     if query.task_id is not None:
-        conditions.append(EventRow.task_id == query.task_id)
+        conditions.append(col(EventRow.task_id) == query.task_id)
     if query.agent_id is not None:
-        conditions.append(EventRow.agent_id == query.agent_id)
+        conditions.append(col(EventRow.agent_id) == query.agent_id)
     if query.workflow_id is not None:
-        conditions.append(EventRow.workflow_id == query.workflow_id)
+        conditions.append(col(EventRow.workflow_id) == query.workflow_id)
     if query.since is not None:
-        conditions.append(EventRow.occurred_at >= query.since)  # type: ignore[operator]
+        conditions.append(col(EventRow.occurred_at) >= query.since)
     if query.until is not None:
-        conditions.append(EventRow.occurred_at <= query.until)  # type: ignore[operator]
+        conditions.append(col(EventRow.occurred_at) <= query.until)
     return conditions
 
 

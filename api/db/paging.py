@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -44,12 +44,20 @@ def encode_cursor(created_at: datetime, id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a cursor points after; anything else is BAD_USER_INPUT."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         ts, id = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(ts), str(id)
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
-        raise BadUserInput(f"invalid cursor {cursor!r}") from exc
+        if not isinstance(ts, str) or not isinstance(id, str):
+            raise TypeError("cursor parts must be strings")
+        created_at = datetime.fromisoformat(ts)
+        # Only our own cursors are valid: an aware UTC time (a naive one, or one out
+        # of range once in UTC, would otherwise fail deep in the database driver).
+        if created_at.tzinfo is None:
+            raise ValueError("cursor time has no zone")
+        return created_at.astimezone(UTC), id
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise BadUserInput(f"invalid cursor {cursor[:100]!r}") from exc
 
 
 def after_clause(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from api.db.models import TaskRow
 from api.db.paging import Page, after_clause, encode_cursor, make_page
@@ -41,13 +42,27 @@ async def get_task(
 ) -> TaskRow | None:
     stmt = select(TaskRow).where(TaskRow.tenant == tenant, TaskRow.id == id)
     if for_update:
-        stmt = stmt.with_for_update()
+        # populate_existing: a row this session already loaded (a peek before taking
+        # the lock) is refreshed from the locked row, not served stale from the identity map.
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def get_tasks(session: AsyncSession, *, tenant: str, ids: Sequence[str]) -> list[TaskRow]:
     stmt = select(TaskRow).where(TaskRow.tenant == tenant, TaskRow.id.in_(ids))  # type: ignore[attr-defined]
     return list((await session.execute(stmt)).scalars())
+
+
+async def step_task_id(
+    session: AsyncSession, *, tenant: str, workflow_id: str, step_index: int
+) -> str | None:
+    """The task of one workflow step, read fresh (a step keeps its task across retries)."""
+    stmt = select(TaskRow.id).where(
+        TaskRow.tenant == tenant,
+        TaskRow.workflow_id == workflow_id,
+        TaskRow.step_index == step_index,
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def next_claimable(
@@ -68,7 +83,7 @@ async def next_claimable(
                 TaskRow.capability.in_(list(capabilities)),  # type: ignore[union-attr]
             ),
         )
-        .order_by(TaskRow.priority.desc(), TaskRow.created_at, TaskRow.id)  # type: ignore[attr-defined]
+        .order_by(col(TaskRow.priority).desc(), col(TaskRow.created_at), col(TaskRow.id))
         .limit(1)
         .with_for_update(skip_locked=True)
     )
@@ -97,7 +112,7 @@ async def page_tasks(
         await session.execute(select(func.count()).select_from(TaskRow).where(*conditions))
     ).scalar_one()
     stmt = select(TaskRow).where(*conditions)
-    if after:
+    if after is not None:  # an empty cursor is invalid, not the first page
         stmt = stmt.where(after_clause(TaskRow.created_at, TaskRow.id, after, descending=True))
     stmt = stmt.order_by(TaskRow.created_at.desc(), TaskRow.id.desc()).limit(first + 1)  # type: ignore[attr-defined]
     rows = (await session.execute(stmt)).scalars().all()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import select
 
 from api.db.models import WorkflowRow, WorkflowStepRow
 from api.db.paging import Page, after_clause, encode_cursor, make_page
@@ -41,7 +42,9 @@ async def get_workflow(
 ) -> WorkflowRow | None:
     stmt = select(WorkflowRow).where(WorkflowRow.tenant == tenant, WorkflowRow.id == id)
     if for_update:
-        stmt = stmt.with_for_update()
+        # populate_existing: a row this session already loaded (a peek before taking
+        # the lock) is refreshed from the locked row, not served stale from the identity map.
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -89,7 +92,7 @@ async def page_workflows(
         await session.execute(select(func.count()).select_from(WorkflowRow).where(*conditions))
     ).scalar_one()
     stmt = select(WorkflowRow).where(*conditions)
-    if after:
+    if after is not None:  # an empty cursor is invalid, not the first page
         stmt = stmt.where(
             after_clause(WorkflowRow.created_at, WorkflowRow.id, after, descending=True)
         )

@@ -56,7 +56,7 @@ class SupervisedRedisBackend(RedisBackend):
         if self._listener is not None:
             self._listener.cancel()
         try:
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         finally:
             await self._conn.aclose()
 
@@ -84,12 +84,16 @@ class SupervisedPostgresBackend(PostgresBackend):
         return item  # type: ignore[no-any-return]
 
     async def disconnect(self) -> None:
-        try:
-            await asyncio.wait_for(self._pool.close(), timeout=5)
-        except (TimeoutError, OSError):
-            self._pool.terminate()
-        if not self._conn.is_closed():
-            self._conn.terminate()
+        # Also called on a connect that failed half-way, so either may be missing.
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=5)
+            except (TimeoutError, OSError):
+                pool.terminate()
+        conn = getattr(self, "_conn", None)
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
 
 
 def make_backend(url: str) -> tuple[BroadcastBackend, int | None]:

@@ -92,8 +92,15 @@ class EventBus:
 
     async def _connect(self) -> None:
         backend, self._max_bytes = self._backend_factory(self.url)
-        await backend.connect()
-        await backend.subscribe(self.channel)
+        try:
+            await backend.connect()
+            await backend.subscribe(self.channel)
+        except BaseException:
+            # A half-made backend holds a listener task and sockets: free them, or every
+            # failed attempt during an outage leaks a task.
+            with contextlib.suppress(Exception):
+                await backend.disconnect()
+            raise
         self._backend = backend
         self._connected.set()
 
@@ -176,8 +183,11 @@ class EventBus:
                 return  # already delivered (filled from the outbox, or a duplicate)
             if isinstance(item, EventRef) or item.id > last + 1:
                 await self._fill(item.tenant, upto=item.id)
-                if isinstance(item, EventRef):
-                    return
+            if isinstance(item, EventRef) or item.id != self._last_seen.get(item.tenant, 0) + 1:
+                # The fill dispatched it already (dispatching it again would count it twice
+                # against every subscriber's buffer), or could not reach it yet: then the
+                # head check fills the rest in order, rather than skipping the gap for good.
+                return
             self._dispatch(item)
 
     async def _check_heads(self) -> None:

@@ -35,8 +35,12 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ErrorMessage as TransportErrorMessage,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    CompleteMessage as LegacyCompleteMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage as LegacyErrorMessage
 from strawberry.types.execution import ExecutionResult, PreExecutionError
+from strawberry.utils.aio import aclosing
 
 from api.auth.principal import Principal
 from api.auth.tokens import parse_bearer
@@ -48,8 +52,6 @@ from resolvers.context import Context
 log = logging.getLogger(__name__)
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-# Timers far in the future overflow event-loop clocks; sleep in slices instead.
-_MAX_SLEEP = 3600.0
 
 
 class CloseCode(IntEnum):
@@ -130,10 +132,10 @@ def _chosen_operation(query: object, operation_name: object, *, max_tokens: int)
     return chosen[0].operation
 
 
-def _operation_limit_error(limit: int) -> dict[str, Any]:
+def _operation_limit_error(limit: int) -> GraphQLFormattedError:
     """The ``error`` payload for an operation over MAX_SUBSCRIPTIONS_PER_SOCKET."""
     error = RateLimited(f"Too many operations on this socket (at most {limit})")
-    return {"message": error.message, "extensions": {**error.extensions, "limit": limit}}
+    return GraphQLError(error.message, extensions={**error.extensions, "limit": limit}).formatted
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
@@ -152,7 +154,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             and len(self.operations) >= limit
         ):
             await self.send_message(
-                {"id": id, "type": "error", "payload": [_operation_limit_error(limit)]}
+                TransportErrorMessage(id=id, type="error", payload=[_operation_limit_error(limit)])
             )
             return
         await super().handle_subscribe(message)
@@ -201,7 +203,7 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             and len(self.tasks) >= limit
         ):
             await self.send_message(
-                {"type": "error", "id": id, "payload": _operation_limit_error(limit)}
+                LegacyErrorMessage(type="error", id=id, payload=_operation_limit_error(limit))
             )
             return
         await super().handle_start(message)
@@ -253,7 +255,39 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
                 LegacyErrorMessage(type="error", id=operation_id, payload=rejected.error)
             )
             return
-        await super().handle_async_results(operation_id, query, operation_name, variables)
+        try:
+            result_source = await self.schema.subscribe(
+                query=query,
+                variable_values=variables,
+                operation_name=operation_name,
+                context_value=self.context,
+                root_value=self.root_value,
+            )
+            self.subscriptions[operation_id] = result_source
+            # strawberry's own loop leaves the stream open when a send fails (the client
+            # just went away): its bus subscription then lives on until the garbage
+            # collector finds it. Close it however this task ends.
+            async with aclosing(result_source):
+                first = True
+                async for result in result_source:
+                    if first and isinstance(result, PreExecutionError):
+                        assert result.errors
+                        await self.send_message(
+                            LegacyErrorMessage(
+                                type="error", id=operation_id, payload=result.errors[0].formatted
+                            )
+                        )
+                        return
+                    first = False
+                    await self.send_data_message(result, operation_id)
+            await self.send_message(LegacyCompleteMessage(type="complete", id=operation_id))
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self.send_message(LegacyCompleteMessage(type="complete", id=operation_id))
+            raise
+        finally:
+            self.subscriptions.pop(operation_id, None)
+            self.tasks.pop(operation_id, None)
 
 
 class GraphQLEndpoint(GraphQL[Context, None]):
@@ -261,7 +295,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
-    websocket_adapter_class = _SizedAdapter  # type: ignore[assignment]
+    websocket_adapter_class = _SizedAdapter
 
     def __init__(self, schema: strawberry.Schema, runtime: Runtime) -> None:
         s = runtime.settings
@@ -361,7 +395,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         socket.state.mark1_subject = principal.subject
         return {"tenant": principal.tenant}
 
-    async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:  # type: ignore[override]
+    async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
         if not isinstance(request, WebSocket):
             return await super().run(request)
         metrics = self.runtime.metrics
@@ -384,8 +418,8 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
 async def _close_at_expiry(socket: WebSocket, principal: Principal) -> None:
     """Close the socket with 4403 at the token's ``exp`` (no leeway for open sockets)."""
-    while (delay := (principal.expires_at - utcnow()).total_seconds()) > 0:
-        await asyncio.sleep(min(delay, _MAX_SLEEP))
+    # Principal clamps exp to year 9999, which event-loop timers still take.
+    await asyncio.sleep(max((principal.expires_at - utcnow()).total_seconds(), 0))
     with contextlib.suppress(Exception):
         await socket.close(CloseCode.FORBIDDEN, "Token expired")
 

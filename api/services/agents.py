@@ -32,11 +32,16 @@ class AgentService:
         token_ttl: timedelta,
         heartbeat_timeout: timedelta,
         offline_after: timedelta,
+        token_issuer: str | None = None,
+        token_audience: str | None = None,
     ) -> None:
         self._uow = uow
         self._db = db
         self._token_secret = token_secret
         self._token_ttl = token_ttl
+        # Where MARK1_JWT_ISSUER / MARK1_JWT_AUDIENCE are checked, agent tokens must carry them.
+        self._token_issuer = token_issuer
+        self._token_audience = token_audience
         self._heartbeat_timeout = heartbeat_timeout
         self._offline_after = offline_after
 
@@ -71,6 +76,8 @@ class AgentService:
             tenant=agent.tenant,
             agent_id=agent.id,
             ttl=self._token_ttl,
+            issuer=self._token_issuer,
+            audience=self._token_audience,
         )
         return agent, token
 
@@ -121,7 +128,9 @@ class AgentService:
         )
 
         async def work(tx: Tx) -> int:
-            agent = await agent_rows.get_agent(tx.session, tenant=tenant, id=id)
+            # Locked first, so "from" is the status this transition really left, even
+            # when another process's sweeper moved the agent a moment ago.
+            agent = await agent_rows.get_agent(tx.session, tenant=tenant, id=id, for_update=True)
             if agent is None:
                 return 0
             previous = agent.status
@@ -136,16 +145,18 @@ class AgentService:
             if not won:
                 return 0
             await tx.session.refresh(agent)
+            held = agent.current_task_id if status is AgentStatus.OFFLINE else None
+            if held is not None:
+                # An offline agent holds nothing: its task is requeued (or failed) below,
+                # in this transaction, so no event shows an OFFLINE agent holding it.
+                agent.current_task_id = None
             tx.emit(
                 EventType.AGENT_STATUS_CHANGED,
                 agent=agent_rows.agent_state(agent),
                 data={"from": previous, "to": status.value, "reason": "heartbeat timeout"},
             )
-            if status is AgentStatus.OFFLINE and agent.current_task_id is not None:
-                task = await task_rows.get_task(
-                    tx.session, tenant=tenant, id=agent.current_task_id, for_update=True
-                )
-                agent.current_task_id = None
+            if held is not None:
+                task = await task_rows.get_task(tx.session, tenant=tenant, id=held, for_update=True)
                 if task is not None and task.status == "RUNNING" and task.agent_id == agent.id:
                     await tasks.end_attempt(
                         tx, task, None, error=f"agent {agent.name} went offline", retry=True

@@ -149,6 +149,7 @@ def parse_event_id(value: str | None) -> int | None:
     """An event cursor: a non-negative decimal id, or None for 'from the start'."""
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 18:
-        raise BadUserInput(f"invalid event cursor {value!r}: expected a decimal event id")
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise BadUserInput(f"invalid event cursor {value[:100]!r}: expected a decimal event id")
     return int(value)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from api.auth.principal import Principal
-from api.db import agents as agent_rows
 from api.db import tasks as task_rows
 from api.db.models import AgentRow, TaskRow
 from api.domain import AgentStatus, EventType, TaskState, TaskStatus, WorkflowStatus
-from api.errors import Conflict, Forbidden, NotFound
+from api.errors import Conflict, Forbidden
 from api.services import transitions, validation, workflows
 from api.services.unit import Tx, UnitOfWork
 
@@ -52,7 +51,7 @@ class TaskService:
 
     async def cancel(self, principal: Principal, id: str) -> TaskState:
         async def work(tx: Tx) -> TaskState:
-            agent, task = await _lock_task(tx, id)
+            agent, task = await transitions.lock_task(tx, id)
             if task.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
                 raise Conflict(f"cannot cancel a {task.status} task")
             task.status = TaskStatus.CANCELLED.value
@@ -169,28 +168,11 @@ async def end_attempt(
         await workflows.finish(tx, workflow, WorkflowStatus.FAILED)
 
 
-async def _lock_task(tx: Tx, id: str) -> tuple[AgentRow | None, TaskRow]:
-    """Lock a task and its holder in the global lock order (agent first)."""
-    peek = await task_rows.get_task(tx.session, tenant=tx.tenant, id=id)
-    if peek is None:
-        raise NotFound("Task", id)
-    agent = None
-    if peek.agent_id is not None:
-        agent = await agent_rows.get_agent(
-            tx.session, tenant=tx.tenant, id=peek.agent_id, for_update=True
-        )
-    task = await task_rows.get_task(tx.session, tenant=tx.tenant, id=id, for_update=True)
-    assert task is not None
-    if agent is not None and agent.current_task_id != task.id:
-        agent = None
-    return agent, task
-
-
 async def _lock_held_task(
     tx: Tx, principal: Principal, task_id: str
 ) -> tuple[AgentRow | None, TaskRow]:
     """A RUNNING task the caller's agent holds (admins may act for any agent)."""
-    agent, task = await _lock_task(tx, task_id)
+    agent, task = await transitions.lock_task(tx, task_id)
     if task.status != TaskStatus.RUNNING:
         raise Conflict(f"task is {task.status}, not RUNNING")
     if task.agent_id is None or not principal.acts_as(task.agent_id):

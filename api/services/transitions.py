@@ -130,6 +130,34 @@ async def sync_step(tx: Tx, task: TaskRow) -> WorkflowRow | None:
     return workflow
 
 
+async def lock_task(tx: Tx, id: str) -> tuple[AgentRow | None, TaskRow]:
+    """Lock a task and its holder in the global lock order (agent first).
+
+    The holder is known only from an unlocked peek; when the task changed hands
+    before its lock was taken, the new holder is locked too (the task cannot
+    change hands again while we hold it). The agent is returned only while it
+    still holds this task.
+    """
+    peek = await task_rows.get_task(tx.session, tenant=tx.tenant, id=id)
+    if peek is None:
+        raise NotFound("Task", id)
+    holder = peek.agent_id
+    while True:
+        agent = None
+        if holder is not None:
+            agent = await agent_rows.get_agent(
+                tx.session, tenant=tx.tenant, id=holder, for_update=True
+            )
+        task = await task_rows.get_task(tx.session, tenant=tx.tenant, id=id, for_update=True)
+        assert task is not None
+        if task.agent_id == holder:
+            break
+        holder = task.agent_id
+    if agent is not None and agent.current_task_id != task.id:
+        agent = None
+    return agent, task
+
+
 async def load_agent_for(tx: Tx, principal: Principal, agent_id: str) -> AgentRow:
     """The agent the caller acts as, locked; another tenant's agent is NOT_FOUND."""
     agent = await agent_rows.get_agent(tx.session, tenant=tx.tenant, id=agent_id, for_update=True)

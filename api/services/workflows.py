@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from api.auth.principal import Principal
-from api.db import agents as agent_rows
 from api.db import tasks as task_rows
 from api.db import workflows as workflow_rows
-from api.db.models import TaskRow, WorkflowRow, WorkflowStepRow
+from api.db.models import AgentRow, TaskRow, WorkflowRow, WorkflowStepRow
 from api.domain import (
     TERMINAL_WORKFLOW,
     EventType,
@@ -83,21 +82,23 @@ class WorkflowService:
             peek = await workflow_rows.get_workflow(tx.session, tenant=tx.tenant, id=id)
             if peek is None:
                 raise NotFound("Workflow", id)
-            task = await _current_task(tx, peek)
-            # Lock order: agent, task, workflow.
-            agent = None
-            if task is not None and task.agent_id is not None:
-                agent = await agent_rows.get_agent(
-                    tx.session, tenant=tx.tenant, id=task.agent_id, for_update=True
+            task_id = await _current_task_id(tx, peek)
+            while True:
+                # Lock order: agent, task, workflow.
+                agent: AgentRow | None = None
+                task: TaskRow | None = None
+                if task_id is not None:
+                    agent, task = await transitions.lock_task(tx, task_id)
+                workflow = await workflow_rows.get_workflow(
+                    tx.session, tenant=tx.tenant, id=id, for_update=True
                 )
-            if task is not None:
-                task = await task_rows.get_task(
-                    tx.session, tenant=tx.tenant, id=task.id, for_update=True
-                )
-            workflow = await workflow_rows.get_workflow(
-                tx.session, tenant=tx.tenant, id=id, for_update=True
-            )
-            assert workflow is not None
+                assert workflow is not None
+                current = await _current_task_id(tx, workflow)
+                if current == task_id:
+                    break
+                # A step ended and the next one started before the lock: cancel that one,
+                # or it would run on in a cancelled workflow.
+                task_id = current
             if WorkflowStatus(workflow.status) in TERMINAL_WORKFLOW:
                 raise Conflict(f"workflow is already {workflow.status}")
             if task is not None and task.status in (TaskStatus.PENDING, TaskStatus.RUNNING):
@@ -105,23 +106,20 @@ class WorkflowService:
                 task.finished_at = tx.now
                 task.updated_at = tx.now
                 await transitions.sync_step(tx, task)
-                held_by = agent if agent is not None and agent.current_task_id == task.id else None
-                await transitions.emit_task(tx, EventType.TASK_CANCELLED, task, agent=held_by)
-                transitions.release_agent(tx, held_by)
+                await transitions.emit_task(tx, EventType.TASK_CANCELLED, task, agent=agent)
+                transitions.release_agent(tx, agent)
             await finish(tx, workflow, WorkflowStatus.CANCELLED)
             return await transitions.workflow_snapshot(tx, workflow)
 
         return await self._uow.run(principal.tenant, principal.subject, work)
 
 
-async def _current_task(tx: Tx, workflow: WorkflowRow) -> TaskRow | None:
+async def _current_task_id(tx: Tx, workflow: WorkflowRow) -> str | None:
     if workflow.current_step is None:
         return None
-    steps = await workflow_rows.get_steps(tx.session, workflow_ids=[workflow.id])
-    task_id = next((s.task_id for s in steps if s.index == workflow.current_step), None)
-    if task_id is None:
-        return None
-    return await task_rows.get_task(tx.session, tenant=tx.tenant, id=task_id)
+    return await task_rows.step_task_id(
+        tx.session, tenant=tx.tenant, workflow_id=workflow.id, step_index=workflow.current_step
+    )
 
 
 async def start_step(tx: Tx, workflow: WorkflowRow, index: int, *, previous: Any) -> None:

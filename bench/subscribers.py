@@ -1,0 +1,175 @@
+"""A load-generating process: many graphql-transport-ws sockets, each subscribed to ``events``.
+
+The parent talks to each process over a ``multiprocessing`` pipe:
+
+    parent → worker: "stop"
+    worker → parent: ("connected", Connected), ("progress", primed sockets, timed
+                     messages), ("done", Received)
+
+The parent publishes priming events (titled ``prime …``) until every socket
+has received one: that proves every subscription is live before the timed
+events start. Priming events are left out of the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from array import array
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.connection import Connection
+
+import orjson
+import websockets
+
+DOCUMENT = "subscription Bench { events { id type occurredAt task { id title status } } }"
+PRIME = "prime"  # titles of the priming events, left out of the figures
+SUBSCRIBE = orjson.dumps(
+    {"id": "1", "type": "subscribe", "payload": {"query": DOCUMENT, "variables": {}}}
+)
+
+
+@dataclass
+class Plan:
+    ws_url: str
+    tokens: list[str]
+    events: int  # timed events each socket should receive after the priming one
+    concurrency: int
+    deflate: bool
+
+
+@dataclass
+class Connected:
+    connect_seconds: list[float]
+    failures: list[str]
+    wall_seconds: float
+
+
+@dataclass
+class Received:
+    latencies: array[float] = field(default_factory=lambda: array("d"))
+    first_arrival: float = float("inf")
+    last_arrival: float = 0.0
+    messages: int = 0
+    bytes: int = 0
+    primed_sockets: int = 0
+    complete_sockets: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class _Socket:
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+        self.primed = False
+        self.last_id = 0
+        self.timed = 0
+
+
+def run(plan: Plan, pipe: Connection) -> None:
+    """Process entry point."""
+    import uvloop
+
+    uvloop.run(_main(plan, pipe))
+
+
+async def _main(plan: Plan, pipe: Connection) -> None:
+    received = Received()
+    occurred: dict[str, float] = {}
+    sockets: list[_Socket] = []
+    gate = asyncio.Semaphore(plan.concurrency)
+    times: list[float] = []
+    failures: list[str] = []
+    done = asyncio.Event()
+
+    async def connect(token: str) -> None:
+        async with gate:
+            start = time.perf_counter()
+            try:
+                ws = await websockets.connect(
+                    plan.ws_url,
+                    subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                    compression="deflate" if plan.deflate else None,
+                    open_timeout=60,
+                    close_timeout=2,
+                    ping_interval=None,
+                    max_queue=None,
+                )
+                init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+                await ws.send(orjson.dumps(init).decode())
+                ack = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+                if ack.get("type") != "connection_ack":
+                    raise RuntimeError(f"no ack: {ack}")
+            except Exception as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+                return
+            times.append(time.perf_counter() - start)
+            await ws.send(SUBSCRIBE.decode())
+            sockets.append(_Socket(ws))
+
+    async def read(sock: _Socket) -> None:
+        try:
+            async for raw in sock.ws:
+                arrived = time.time()
+                message = orjson.loads(raw)
+                if message.get("type") != "next":
+                    if message.get("type") == "ping":
+                        await sock.ws.send('{"type":"pong"}')
+                        continue
+                    received.errors.append(str(message)[:300])
+                    continue
+                event = message["payload"]["data"]["events"]
+                event_id = int(event["id"])
+                if event["task"]["title"].startswith(PRIME):
+                    if not sock.primed:
+                        sock.primed = True
+                        received.primed_sockets += 1
+                    sock.last_id = event_id
+                    continue
+                if event_id <= sock.last_id:
+                    received.duplicates += event_id == sock.last_id
+                    received.out_of_order += event_id < sock.last_id
+                    continue
+                sock.last_id = event_id
+                at = occurred.get(event["id"])
+                if at is None:
+                    at = occurred[event["id"]] = datetime.fromisoformat(
+                        event["occurredAt"]
+                    ).timestamp()
+                received.latencies.append(arrived - at)
+                received.first_arrival = min(received.first_arrival, arrived)
+                received.last_arrival = max(received.last_arrival, arrived)
+                received.messages += 1
+                received.bytes += len(raw)
+                sock.timed += 1
+                if sock.timed == plan.events:
+                    received.complete_sockets += 1
+                    if received.complete_sockets == len(sockets):
+                        done.set()
+        except websockets.ConnectionClosed as exc:
+            received.errors.append(f"closed: {exc}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connect(t) for t in plan.tokens))
+    pipe.send(("connected", Connected(times, failures, time.perf_counter() - started)))
+    readers = [asyncio.create_task(read(s)) for s in sockets]
+    if not sockets or plan.events == 0:
+        done.set()
+
+    stop = asyncio.ensure_future(asyncio.to_thread(pipe.recv))
+    finished = asyncio.ensure_future(done.wait())
+    while not stop.done() and not finished.done():
+        await asyncio.wait({stop, finished}, timeout=0.5)
+        pipe.send(("progress", received.primed_sockets, received.messages))
+    pipe.send(("done", received))
+    if not stop.done():
+        await stop  # the parent says when to hang up, so all sockets close together
+    finished.cancel()
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*(s.ws.close() for s in sockets), return_exceptions=True)
+    with contextlib.suppress(BaseException):
+        await asyncio.gather(*readers, return_exceptions=True)

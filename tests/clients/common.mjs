@@ -1,0 +1,41 @@
+// Shared by the client scripts: configuration from the environment, JSON lines out.
+//
+//   MARK1_WS_URL     ws://host:port/graphql
+//   MARK1_TOKEN      a JWT (sent as connection params: {authorization: "Bearer <token>"})
+//   MARK1_QUERY      the subscription document
+//   MARK1_VARIABLES  JSON object (optional)
+//   MARK1_COUNT      exit after this many results (optional; default: run until complete)
+//   MARK1_TIMEOUT    give up after this many seconds (default 20)
+//
+// Every line on stdout is one JSON object: {"event": "connected" | "next" | "error" |
+// "complete" | "closed" | "timeout", ...}.
+
+export function config() {
+  const url = process.env.MARK1_WS_URL;
+  const query = process.env.MARK1_QUERY;
+  if (!url || !query) {
+    console.error("MARK1_WS_URL and MARK1_QUERY are required");
+    process.exit(2);
+  }
+  return {
+    url,
+    query,
+    token: process.env.MARK1_TOKEN ?? "",
+    variables: JSON.parse(process.env.MARK1_VARIABLES ?? "{}"),
+    count: Number(process.env.MARK1_COUNT ?? "0"),
+    timeout: Number(process.env.MARK1_TIMEOUT ?? "20"),
+  };
+}
+
+export function emit(event, fields = {}) {
+  process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
+}
+
+export function deadline(seconds, onTimeout) {
+  const timer = setTimeout(() => {
+    emit("timeout");
+    onTimeout();
+    process.exit(3);
+  }, seconds * 1000);
+  timer.unref();
+}

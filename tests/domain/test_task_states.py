@@ -1,0 +1,316 @@
+"""The task state machine: each legal transition; each illegal one is CONFLICT, writing nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from api.auth.principal import Principal
+from api.domain import AgentStatus, EventType, TaskState, TaskStatus
+from api.errors import Conflict
+from api.metrics import Metrics
+from api.runtime import Runtime
+from tests.domain.helpers import as_agent, events, everything, register
+
+
+async def create(runtime: Runtime, operator: Principal, **overrides: Any) -> TaskState:
+    fields: dict[str, Any] = {
+        "title": "job",
+        "capability": None,
+        "priority": 0,
+        "input": {"n": 1},
+        "max_attempts": 3,
+    }
+    fields.update(overrides)
+    return await runtime.tasks.create(operator, **fields)
+
+
+async def test_created_task_is_pending_with_one_event(
+    runtime: Runtime, operator: Principal
+) -> None:
+    task = await create(runtime, operator, title="  spaced  ", priority=7)
+
+    assert task.status is TaskStatus.PENDING
+    assert (task.title, task.priority, task.attempts, task.progress) == ("spaced", 7, 0, 0.0)
+    assert task.agent_id is None and task.started_at is None and task.finished_at is None
+    log = await events(runtime, operator.tenant)
+    assert [(e.type, e.task_id, e.actor) for e in log] == [
+        (EventType.TASK_CREATED, task.id, "operator")
+    ]
+    assert log[0].snapshots.task == task
+
+
+async def test_claim_progress_complete_walks_pending_running_succeeded(
+    runtime: Runtime, operator: Principal
+) -> None:
+    agent = await register(runtime, operator)
+    me = as_agent(agent)
+    task = await create(runtime, operator)
+
+    running = await runtime.tasks.claim(me, agent.id)
+    assert running is not None and running.id == task.id
+    assert running.status is TaskStatus.RUNNING
+    assert (running.agent_id, running.attempts) == (agent.id, 1)
+    assert running.started_at is not None
+    assert (await runtime.reads.agents_by_id(operator.tenant, [agent.id]))[
+        agent.id
+    ].status is AgentStatus.BUSY
+
+    progressed = await runtime.tasks.report_progress(me, task.id, 0.5, "half way")
+    assert (progressed.status, progressed.progress, progressed.message) == (
+        TaskStatus.RUNNING,
+        0.5,
+        "half way",
+    )
+    # Agents may re-estimate downwards: any value in 0..1 is accepted.
+    await runtime.tasks.report_progress(me, task.id, 0.25, None)
+
+    done = await runtime.tasks.complete(me, task.id, {"answer": 42})
+    assert done.status is TaskStatus.SUCCEEDED
+    assert (done.result, done.progress) == ({"answer": 42}, 1.0)
+    assert done.finished_at is not None
+    holder = (await runtime.reads.agents_by_id(operator.tenant, [agent.id]))[agent.id]
+    assert (holder.status, holder.current_task_id) == (AgentStatus.ONLINE, None)
+
+    task_events = [e.type for e in await events(runtime, operator.tenant) if e.task_id == task.id]
+    assert task_events == [
+        EventType.TASK_CREATED,
+        EventType.TASK_STARTED,
+        EventType.TASK_PROGRESS,
+        EventType.TASK_PROGRESS,
+        EventType.TASK_SUCCEEDED,
+    ]
+
+
+async def test_fail_with_retry_and_attempts_left_requeues(
+    runtime: Runtime, operator: Principal
+) -> None:
+    agent = await register(runtime, operator)
+    me = as_agent(agent)
+    task = await create(runtime, operator, max_attempts=2)
+    await runtime.tasks.claim(me, agent.id)
+
+    requeued = await runtime.tasks.fail(me, task.id, "flaky", True)
+
+    assert requeued.status is TaskStatus.PENDING
+    assert (requeued.attempts, requeued.error, requeued.agent_id) == (1, "flaky", None)
+    assert requeued.finished_at is None
+    holder = (await runtime.reads.agents_by_id(operator.tenant, [agent.id]))[agent.id]
+    assert (holder.status, holder.current_task_id) == (AgentStatus.ONLINE, None)
+    last = (await events(runtime, operator.tenant))[-2:]
+    assert [e.type for e in last] == [EventType.TASK_REQUEUED, EventType.AGENT_STATUS_CHANGED]
+    # The requeued task can be claimed again, and counts a second attempt.
+    again = await runtime.tasks.claim(me, agent.id)
+    assert again is not None and (again.id, again.attempts) == (task.id, 2)
+
+
+async def test_fail_out_of_attempts_is_failed_for_good(
+    runtime: Runtime, operator: Principal
+) -> None:
+    agent = await register(runtime, operator)
+    me = as_agent(agent)
+    task = await create(runtime, operator, max_attempts=2)
+    for _ in range(2):
+        await runtime.tasks.claim(me, agent.id)
+        last = await runtime.tasks.fail(me, task.id, "broken", True)
+
+    assert last.status is TaskStatus.FAILED
+    assert (last.attempts, last.error) == (2, "broken")
+    assert last.finished_at is not None
+    assert await runtime.tasks.claim(me, agent.id) is None
+    types = [e.type for e in await events(runtime, operator.tenant) if e.task_id == task.id]
+    assert types == [
+        EventType.TASK_CREATED,
+        EventType.TASK_STARTED,
+        EventType.TASK_REQUEUED,
+        EventType.TASK_STARTED,
+        EventType.TASK_FAILED,
+    ]
+
+
+async def test_fail_without_retry_fails_even_with_attempts_left(
+    runtime: Runtime, operator: Principal
+) -> None:
+    agent = await register(runtime, operator)
+    task = await create(runtime, operator, max_attempts=5)
+    await runtime.tasks.claim(as_agent(agent), agent.id)
+
+    failed = await runtime.tasks.fail(as_agent(agent), task.id, "fatal", False)
+
+    assert (failed.status, failed.attempts) == (TaskStatus.FAILED, 1)
+
+
+async def test_cancel_pending_task(runtime: Runtime, operator: Principal) -> None:
+    task = await create(runtime, operator)
+
+    cancelled = await runtime.tasks.cancel(operator, task.id)
+
+    assert cancelled.status is TaskStatus.CANCELLED
+    assert cancelled.finished_at is not None
+    assert (await events(runtime, operator.tenant))[-1].type is EventType.TASK_CANCELLED
+
+
+async def test_cancel_running_task_releases_its_agent(
+    runtime: Runtime, operator: Principal
+) -> None:
+    agent = await register(runtime, operator)
+    task = await create(runtime, operator)
+    await runtime.tasks.claim(as_agent(agent), agent.id)
+
+    cancelled = await runtime.tasks.cancel(operator, task.id)
+
+    assert cancelled.status is TaskStatus.CANCELLED
+    holder = (await runtime.reads.agents_by_id(operator.tenant, [agent.id]))[agent.id]
+    assert (holder.status, holder.current_task_id) == (AgentStatus.ONLINE, None)
+    tail = [(e.type, e.agent_id) for e in (await events(runtime, operator.tenant))[-2:]]
+    assert tail == [
+        (EventType.TASK_CANCELLED, agent.id),
+        (EventType.AGENT_STATUS_CHANGED, agent.id),
+    ]
+    # The agent is free to take new work.
+    await create(runtime, operator, title="next")
+    assert await runtime.tasks.claim(as_agent(agent), agent.id) is not None
+
+
+Setup = Callable[[Runtime, Principal, Principal], Awaitable[TaskState]]
+
+
+async def _pending(runtime: Runtime, operator: Principal, me: Principal) -> TaskState:
+    return await create(runtime, operator)
+
+
+async def _succeeded(runtime: Runtime, operator: Principal, me: Principal) -> TaskState:
+    task = await create(runtime, operator)
+    assert me.agent_id is not None
+    await runtime.tasks.claim(me, me.agent_id)
+    return await runtime.tasks.complete(me, task.id, None)
+
+
+async def _failed(runtime: Runtime, operator: Principal, me: Principal) -> TaskState:
+    task = await create(runtime, operator, max_attempts=1)
+    assert me.agent_id is not None
+    await runtime.tasks.claim(me, me.agent_id)
+    return await runtime.tasks.fail(me, task.id, "no", True)
+
+
+async def _cancelled_pending(runtime: Runtime, operator: Principal, me: Principal) -> TaskState:
+    task = await create(runtime, operator)
+    return await runtime.tasks.cancel(operator, task.id)
+
+
+async def _cancelled_running(runtime: Runtime, operator: Principal, me: Principal) -> TaskState:
+    task = await create(runtime, operator)
+    assert me.agent_id is not None
+    await runtime.tasks.claim(me, me.agent_id)
+    return await runtime.tasks.cancel(operator, task.id)
+
+
+Action = Callable[[Runtime, Principal, Principal, str], Awaitable[object]]
+
+ACTIONS: dict[str, Action] = {
+    "complete": lambda rt, op, me, id: rt.tasks.complete(me, id, {"x": 1}),
+    "fail-retry": lambda rt, op, me, id: rt.tasks.fail(me, id, "e", True),
+    "fail-final": lambda rt, op, me, id: rt.tasks.fail(me, id, "e", False),
+    "progress": lambda rt, op, me, id: rt.tasks.report_progress(me, id, 0.5, None),
+    "cancel": lambda rt, op, me, id: rt.tasks.cancel(op, id),
+}
+
+
+@pytest.mark.parametrize(
+    ("setup", "illegal"),
+    [
+        (_pending, ["complete", "fail-retry", "fail-final", "progress"]),
+        (_succeeded, list(ACTIONS)),
+        (_failed, list(ACTIONS)),
+        (_cancelled_pending, list(ACTIONS)),
+        (_cancelled_running, list(ACTIONS)),
+    ],
+    ids=["PENDING", "SUCCEEDED", "FAILED", "CANCELLED-from-PENDING", "CANCELLED-from-RUNNING"],
+)
+async def test_illegal_transition_is_conflict_and_writes_nothing(
+    runtime: Runtime, operator: Principal, setup: Setup, illegal: list[str]
+) -> None:
+    agent = await register(runtime, operator)
+    me = as_agent(agent)
+    task = await setup(runtime, operator, me)
+    before = await everything(runtime, operator.tenant)
+    published = Metrics.value(runtime.metrics.events_published)
+
+    for name in illegal:
+        with pytest.raises(Conflict):
+            await ACTIONS[name](runtime, operator, me, task.id)
+
+    assert await everything(runtime, operator.tenant) == before
+    assert Metrics.value(runtime.metrics.events_published) == published
+
+
+async def test_claim_while_holding_a_task_is_conflict_and_writes_nothing(
+    runtime: Runtime, operator: Principal
+) -> None:
+    agent = await register(runtime, operator)
+    await create(runtime, operator, title="first")
+    await create(runtime, operator, title="second")
+    await runtime.tasks.claim(as_agent(agent), agent.id)
+    before = await everything(runtime, operator.tenant)
+
+    with pytest.raises(Conflict):
+        await runtime.tasks.claim(as_agent(agent), agent.id)
+
+    assert await everything(runtime, operator.tenant) == before
+
+
+async def test_claim_with_nothing_to_do_returns_none_and_writes_no_event(
+    runtime: Runtime, operator: Principal
+) -> None:
+    agent = await register(runtime, operator)
+    count = len(await events(runtime, operator.tenant))
+
+    assert await runtime.tasks.claim(as_agent(agent), agent.id) is None
+
+    assert len(await events(runtime, operator.tenant)) == count
+
+
+async def test_racing_transitions_on_one_task_end_it_exactly_once(
+    runtime: Runtime, operator: Principal
+) -> None:
+    """cancel vs complete vs a duplicate complete: one wins, the others are CONFLICT."""
+    agents = [await register(runtime, operator, f"a{i}") for i in range(8)]
+    held = []
+    for agent in agents:
+        task = await create(runtime, operator)
+        await runtime.tasks.claim(as_agent(agent), agent.id)
+        held.append((agent, task))
+
+    async def attempt(call: Awaitable[object]) -> str:
+        try:
+            await call
+        except Conflict:
+            return "conflict"
+        return "ok"
+
+    outcomes = await asyncio.gather(
+        *(
+            attempt(call)
+            for agent, task in held
+            for call in (
+                runtime.tasks.complete(as_agent(agent), task.id, 1),
+                runtime.tasks.cancel(operator, task.id),
+                runtime.tasks.complete(as_agent(agent), task.id, 2),
+                runtime.tasks.fail(as_agent(agent), task.id, "x", False),
+            )
+        )
+    )
+
+    assert outcomes.count("ok") == len(held)
+    log = await events(runtime, operator.tenant)
+    ends = {EventType.TASK_SUCCEEDED, EventType.TASK_CANCELLED, EventType.TASK_FAILED}
+    for agent, task in held:
+        mine = [e for e in log if e.task_id == task.id and e.type in ends]
+        assert len(mine) == 1, [e.type for e in mine]
+        final = (await runtime.reads.tasks_by_id(operator.tenant, [task.id]))[task.id]
+        assert final.status.value == mine[0].type.value.removeprefix("TASK_")
+        holder = (await runtime.reads.agents_by_id(operator.tenant, [agent.id]))[agent.id]
+        assert (holder.status, holder.current_task_id) == (AgentStatus.ONLINE, None)

@@ -1,0 +1,146 @@
+"""``/metrics`` (Prometheus text) and GraphQL ``systemMetrics`` read the same counters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+from api.settings import Settings
+from tests.support.graphql import WSClient, data, gql
+from tests.support.server import LiveServer, live_server
+
+EVENTS = "subscription { events { id type occurredAt } }"
+CREATE = "mutation($title: String!) { createTask(input: {title: $title}) { id } }"
+SYSTEM_METRICS = """query { systemMetrics {
+    connections subscriptions eventsPublished eventsDelivered tasksByStatus } }"""
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(live: LiveServer, token: str | None = None) -> Samples:
+    """Every sample of ``/metrics``, keyed by name and labels."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{live.base}/metrics", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+async def until(check: Callable[[], bool], what: str, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def system_metrics(live: LiveServer, token: str) -> dict[str, Any]:
+    result: dict[str, Any] = data(await gql(live.url, SYSTEM_METRICS, token=token))["systemMetrics"]
+    return result
+
+
+async def test_metrics_and_system_metrics_report_sockets_subscriptions_and_events(
+    server: LiveServer, tenant: str
+) -> None:
+    operator = server.token("OPERATOR", tenant=tenant)
+    async with await WSClient.connect(server.ws_url, operator) as ws:
+        await ws.subscribe("1", EVENTS)
+        await until(lambda: server.runtime.bus.subscriber_count == 1, "the subscription")
+        for title in ("a", "b", "c"):
+            data(await gql(server.url, CREATE, {"title": title}, token=operator))
+        received = [await ws.next_for("1") for _ in range(3)]
+        samples = await scrape(server)
+        graphql = await system_metrics(server, operator)
+
+    assert [m["payload"]["data"]["events"]["type"] for m in received] == ["TASK_CREATED"] * 3
+    assert value(samples, "mark1_websockets_open") == 1
+    assert value(samples, "mark1_subscriptions_active") == 1
+    assert value(samples, "mark1_events_published_total") == 3
+    assert value(samples, "mark1_events_delivered_total") == 3
+    assert value(samples, "mark1_slow_consumers_dropped_total") == 0
+    assert value(samples, "mark1_fanout_latency_seconds_count") == 3
+    assert value(samples, "mark1_fanout_latency_seconds_bucket", le="+Inf") == 3
+    assert 0 < value(samples, "mark1_fanout_latency_seconds_sum") < 3
+    assert graphql["connections"] == value(samples, "mark1_websockets_open")
+    assert graphql["subscriptions"] == value(samples, "mark1_subscriptions_active")
+    assert graphql["eventsPublished"] == value(samples, "mark1_events_published_total")
+    assert graphql["eventsDelivered"] == value(samples, "mark1_events_delivered_total")
+    assert graphql["tasksByStatus"]["PENDING"] == 3
+
+
+async def test_closing_the_socket_brings_the_gauges_back_to_zero(
+    server: LiveServer, tenant: str
+) -> None:
+    operator = server.token("OPERATOR", tenant=tenant)
+    async with await WSClient.connect(server.ws_url, operator) as ws:
+        await ws.subscribe("1", EVENTS)
+        await ws.subscribe("2", EVENTS)
+        await until(lambda: server.runtime.bus.subscriber_count == 2, "two subscriptions")
+        open_ = await scrape(server)
+
+    async def gauges() -> tuple[float, float]:
+        s = await scrape(server)
+        return value(s, "mark1_websockets_open"), value(s, "mark1_subscriptions_active")
+
+    deadline = time.monotonic() + 10
+    while await gauges() != (0, 0):
+        assert time.monotonic() < deadline, await gauges()
+        await asyncio.sleep(0.05)
+    graphql = await system_metrics(server, operator)
+
+    assert value(open_, "mark1_websockets_open") == 1
+    assert value(open_, "mark1_subscriptions_active") == 2
+    assert (graphql["connections"], graphql["subscriptions"]) == (0, 0)
+
+
+async def test_a_slow_consumer_dropped_is_counted(settings: Settings, tenant: str) -> None:
+    # A buffer of one event: the three events a new workflow commits at once overflow it.
+    with live_server(settings.model_copy(update={"subscriber_buffer": 1})) as live:
+        operator = live.token("OPERATOR", tenant=tenant)
+        async with await WSClient.connect(live.ws_url, operator) as ws:
+            await ws.subscribe("1", EVENTS)
+            await until(lambda: live.runtime.bus.subscriber_count == 1, "the subscription")
+            body = await gql(
+                live.url,
+                'mutation { startWorkflow(input: {name: "w", steps: [{name: "s"}]}) { id } }',
+                token=operator,
+            )
+            data(body)
+            messages: list[dict[str, Any]] = []
+            while not messages or messages[-1]["type"] == "next":
+                messages.append(await ws.next_for("1"))
+            samples = await scrape(live)
+
+    error = messages[-1]
+    assert error["type"] == "error", messages
+    assert error["payload"][0]["extensions"]["code"] == "SLOW_CONSUMER"
+    assert value(samples, "mark1_slow_consumers_dropped_total") == 1
+    assert value(samples, "mark1_events_published_total") >= 3
+
+
+async def test_metrics_token_locks_the_endpoint_when_set(settings: Settings) -> None:
+    secret = "s3cret-metrics-token"
+    with live_server(settings.model_copy(update={"metrics_token": SecretStr(secret)})) as live:
+        async with httpx.AsyncClient() as client:
+            refused = await client.get(f"{live.base}/metrics")
+            wrong = await client.get(
+                f"{live.base}/metrics", headers={"Authorization": "Bearer nope"}
+            )
+        samples = await scrape(live, token=secret)
+
+    assert (refused.status_code, wrong.status_code) == (401, 401)
+    assert value(samples, "mark1_websockets_open") == 0

@@ -1,0 +1,92 @@
+"""Fixtures for the realtime tests: both WebSocket protocols, servers with other settings."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from api.metrics import Metrics
+from api.settings import Settings
+from tests.conftest import TEST_SECRET
+from tests.realtime.wire import PROTOCOLS, Protocol, until
+from tests.support.server import LiveServer, live_server
+
+
+@pytest.fixture(scope="module")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """One configuration per module and database; tests keep apart by tenant."""
+    return Settings(
+        _env_file=None,
+        data_dir=tmp_path_factory.mktemp("data"),
+        database_url=database_url,
+        jwt_secret=TEST_SECRET,
+        broadcast_url="memory://",
+        broadcast_channel=f"mark1_test_{secrets.token_hex(6)}",
+        gap_check_interval=0.5,
+        sweep_interval=0.2,
+    )
+
+
+@pytest.fixture(scope="module")
+def shared_server(settings: Settings) -> Iterator[LiveServer]:
+    with live_server(settings) as live:
+        yield live
+
+
+@pytest.fixture
+async def server(shared_server: LiveServer) -> LiveServer:
+    """The module's server, once the previous test's sockets are gone: a leak shows here."""
+    await nothing_left(shared_server)
+    return shared_server
+
+
+@pytest.fixture(params=PROTOCOLS)
+def protocol(request: pytest.FixtureRequest) -> Protocol:
+    """Each test taking this runs over graphql-transport-ws and the legacy graphql-ws."""
+    value: Protocol = request.param
+    return value
+
+
+@contextmanager
+def serving(settings: Settings, **overrides: Any) -> Iterator[LiveServer]:
+    """A live server with some settings changed."""
+    with live_server(settings.model_copy(update=overrides)) as live:
+        yield live
+
+
+async def subscribed(server: LiveServer, count: int, within: float = 5) -> None:
+    """Wait until exactly ``count`` subscription operations receive live events.
+
+    Reads the ``subscriptions`` gauge (active operations, counted once each has joined
+    the bus), so it holds however operations share bus subscriptions.
+    """
+    gauge = server.runtime.metrics.subscriptions
+    await until(
+        lambda: Metrics.value(gauge) == count,
+        within,
+        f"{count} live subscriptions (have {Metrics.value(gauge)})",
+    )
+
+
+async def nothing_left(server: LiveServer, within: float = 5) -> None:
+    """Wait until the server holds no subscriber, subscription or socket."""
+    rt = server.runtime
+
+    def clean() -> bool:
+        return (
+            rt.bus.subscriber_count == 0
+            and Metrics.value(rt.metrics.subscriptions) == 0
+            and Metrics.value(rt.metrics.sockets) == 0
+        )
+
+    await until(
+        clean,
+        within,
+        f"no leftovers (bus={rt.bus.subscriber_count},"
+        f" subscriptions={Metrics.value(rt.metrics.subscriptions)},"
+        f" sockets={Metrics.value(rt.metrics.sockets)})",
+    )

@@ -1,0 +1,140 @@
+"""Scale-out for real: server processes sharing PostgreSQL and a Redis or PostgreSQL bus."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api.metrics import Metrics
+from api.settings import Settings
+from tests.realtime.activity import Tenant
+from tests.realtime.conftest import serving, subscribed
+from tests.realtime.processes import Process, RedisServer, serve_clusters
+from tests.realtime.wire import Socket
+from tests.support import databases
+
+EVENTS = "subscription($after: ID) { events(after: $after) { id type } }"
+TASKS = "subscription { taskUpdates { title status } }"
+
+
+@pytest.fixture(scope="module")
+def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[Process]]]:
+    """Two processes on a Redis bus and two on a PostgreSQL bus, over one fresh database."""
+    databases.require("PostgreSQL", databases.postgres_reachable())
+    url, name = databases.create_pg_database()
+    buses = {"postgres": databases.PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"}
+    if databases.redis_reachable():
+        buses["redis"] = databases.REDIS_URL
+    try:
+        with serve_clusters(
+            buses, size=2, database_url=url, work_dir=tmp_path_factory.mktemp("serve")
+        ) as running:
+            yield running
+    finally:
+        databases.drop_pg_database(name)
+
+
+class _Peer:
+    """Enough of a LiveServer for ``Tenant``: where to send mutations."""
+
+    def __init__(self, process: Process) -> None:
+        self.url = process.url
+        self._process = process
+
+    def token(self, *roles: str, sub: str = "tester", tenant: str = "default") -> str:
+        return self._process.token(*roles, tenant=tenant)
+
+
+async def _until_subscribed(process: Process, count: int, within: float = 10) -> None:
+    """Another process: read its subscriptions gauge from /metrics."""
+    deadline = asyncio.get_running_loop().time() + within
+    while await process.gauge("mark1_subscriptions_active") != count:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{process.url} never had {count} live subscriptions")
+        await asyncio.sleep(0.02)
+
+
+async def _crosses_processes(a: Process, b: Process, tenant: str) -> None:
+    viewer_b = b.token("VIEWER", tenant=tenant)
+    viewer_a = a.token("VIEWER", tenant=tenant)
+    async with (
+        await Socket.open(b.ws_url, viewer_b) as on_b,
+        await Socket.open(a.ws_url, viewer_a) as on_a,
+    ):
+        await on_b.subscribe("events", EVENTS)
+        await on_b.subscribe("tasks", TASKS)
+        await on_a.subscribe("events", EVENTS)
+        for process, count in ((a, 1), (b, 2)):
+            await _until_subscribed(process, count)
+        through_a = Tenant(_Peer(a), tenant)  # type: ignore[arg-type]
+        through_b = Tenant(_Peer(b), tenant)  # type: ignore[arg-type]
+        task = await through_a.create_task("made on A")
+        assert await on_b.field("tasks", within=10) == {"title": "made on A", "status": "PENDING"}
+        await through_b.cancel_task(task["id"])
+        assert await on_b.field("tasks", within=10) == {
+            "title": "made on A",
+            "status": "CANCELLED",
+        }
+        on_b_events = [await on_b.field("events", within=10) for _ in range(2)]
+        on_a_events = [await on_a.field("events", within=10) for _ in range(2)]
+        # Each event once, on each process.
+        await on_b.silent("events", 0.3)
+        await on_a.silent("events", 0.01)
+    assert (
+        on_b_events
+        == on_a_events
+        == [
+            {"id": "1", "type": "TASK_CREATED"},
+            {"id": "2", "type": "TASK_CANCELLED"},
+        ]
+    )
+
+
+async def test_a_change_made_through_one_process_reaches_a_subscriber_on_another_over_redis(
+    clusters: dict[str, list[Process]], tenant: str
+) -> None:
+    databases.require("Redis", "redis" in clusters)
+    a, b = clusters["redis"]
+    await _crosses_processes(a, b, tenant)
+
+
+async def test_a_change_made_through_one_process_reaches_a_subscriber_on_another_over_postgres(
+    clusters: dict[str, list[Process]], tenant: str
+) -> None:
+    a, b = clusters["postgres"]
+    await _crosses_processes(a, b, tenant)
+
+
+async def test_a_redis_restart_loses_no_event_committed_while_it_was_down(
+    settings: Settings, tenant: str, tmp_path: Path
+) -> None:
+    if not RedisServer.available():
+        databases.require("redis-server", False)
+    with RedisServer(tmp_path) as redis:
+        bus = {"broadcast_url": redis.url, "gap_check_interval": 0.5}
+        with serving(settings, **bus) as writer, serving(settings, **bus) as reader:
+            t = Tenant(writer, tenant)
+            viewer = reader.token("VIEWER", tenant=tenant)
+            async with await Socket.open(reader.ws_url, viewer) as ws:
+                await ws.subscribe("events", EVENTS)
+                await subscribed(reader, 1)
+                for i in range(3):
+                    await t.create_task(f"before {i}")
+                before = [await ws.field("events", within=5) for _ in range(3)]
+
+                redis.kill()
+                for i in range(5):
+                    await t.create_task(f"during {i}")
+                await asyncio.sleep(0.3)
+                redis.start()
+                for i in range(2):
+                    await t.create_task(f"after {i}")
+                rest = [await ws.field("events", within=15) for _ in range(7)]
+                await ws.silent("events", 0.5)
+            reconnects = [Metrics.value(s.runtime.metrics.bus_reconnects) for s in (writer, reader)]
+    ids = [int(e["id"]) for e in before + rest]
+    assert ids == list(range(1, 11))
+    assert all(r >= 1 for r in reconnects)
