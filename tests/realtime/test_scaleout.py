@@ -10,7 +10,7 @@ import pytest
 
 from api.metrics import Metrics
 from api.settings import Settings
-from tests.realtime.activity import Tenant
+from tests.realtime.activity import Tenant, on_server
 from tests.realtime.conftest import serving, subscribed
 from tests.realtime.processes import Process, RedisServer, serve_clusters
 from tests.realtime.wire import Socket
@@ -128,13 +128,22 @@ async def test_a_redis_restart_loses_no_event_committed_while_it_was_down(
                 redis.kill()
                 for i in range(5):
                     await t.create_task(f"during {i}")
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.5)  # reconnect attempts fail meanwhile
                 redis.start()
                 for i in range(2):
                     await t.create_task(f"after {i}")
                 rest = [await ws.field("events", within=15) for _ in range(7)]
                 await ws.silent("events", 0.5)
-            reconnects = [Metrics.value(s.runtime.metrics.bus_reconnects) for s in (writer, reader)]
+            servers = (writer, reader)
+            reconnects = [Metrics.value(s.runtime.metrics.bus_reconnects) for s in servers]
+            listeners = [await on_server(s, _redis_listeners()) for s in servers]
     ids = [int(e["id"]) for e in before + rest]
     assert ids == list(range(1, 11))
     assert all(r >= 1 for r in reconnects)
+    assert listeners == [1, 1], "failed reconnect attempts left listener tasks behind"
+
+
+async def _redis_listeners() -> int:
+    """Tasks reading Redis pub/sub on the running loop."""
+    names = [getattr(t.get_coro(), "__qualname__", "") for t in asyncio.all_tasks()]
+    return sum(1 for name in names if name.endswith("_pubsub_listener"))
