@@ -10,8 +10,9 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info as _Info
 
 from api.auth.principal import Principal
-from api.domain import AgentState, TaskState, WorkflowState
+from api.domain import AgentState, EventRecord, TaskState, WorkflowState
 from api.errors import Mark1Error, Unauthenticated
+from api.events.bus import latency_since
 from api.runtime import Runtime
 
 
@@ -32,6 +33,7 @@ class Context:
         self.principal_or_none = principal
         self.auth_error = auth_error
         self.connection_params: dict[str, Any] = {}
+        self.last_record: EventRecord | None = None
         self._cache = cache
         self._loaders: dict[str, DataLoader[str, Any]] | None = None
 
@@ -41,6 +43,23 @@ class Context:
         if self.principal_or_none is None:
             raise self.auth_error or Unauthenticated("Authentication required")
         return self.principal_or_none
+
+    # -- subscription bookkeeping (a multiplexed group overrides these) ------
+
+    def stream_started(self) -> None:
+        """A subscription joined the bus and is live."""
+        self.runtime.metrics.subscriptions.inc()
+
+    def stream_ended(self) -> None:
+        self.runtime.metrics.subscriptions.dec()
+
+    def delivering(self, record: EventRecord, *, live: bool) -> None:
+        """A subscription is about to send this event."""
+        self.last_record = record
+        metrics = self.runtime.metrics
+        metrics.events_delivered.inc()
+        if live:
+            metrics.fanout_latency.observe(latency_since(record))
 
     def _loader(self, name: str) -> DataLoader[str, Any]:
         if self._loaders is None:

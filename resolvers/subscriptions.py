@@ -15,7 +15,6 @@ import strawberry
 from api.db.events import EventQuery
 from api.domain import TERMINAL_WORKFLOW_EVENTS, EventRecord, EventType, TaskStatus
 from api.errors import BadUserInput, NotFound
-from api.events.bus import latency_since
 from api.events.subscriber import Predicate
 from api.services.reads import parse_event_id
 from resolvers.context import Context, Info
@@ -47,9 +46,8 @@ async def event_stream(
     """The tenant's matching events: history after ``after`` (when given), then live."""
     runtime = ctx.runtime
     tenant = ctx.principal.tenant
-    metrics = runtime.metrics
     async with runtime.bus.subscribe(tenant, predicate, runtime.settings.subscriber_buffer) as sub:
-        metrics.subscriptions.inc()
+        ctx.stream_started()
         try:
             sub.last_delivered = after
             scanned = after
@@ -60,6 +58,7 @@ async def event_stream(
                     )
                     for record in batch:
                         if predicate(record):
+                            ctx.delivering(record, live=False)
                             yield record
                             sub.last_delivered = record.id
                     if len(batch) < _REPLAY_BATCH:
@@ -70,12 +69,11 @@ async def event_stream(
                 record = await sub.get()
                 if sub.last_delivered is not None and record.id <= sub.last_delivered:
                     continue
-                metrics.events_delivered.inc()
-                metrics.fanout_latency.observe(latency_since(record))
+                ctx.delivering(record, live=True)
                 yield record
                 sub.last_delivered = record.id
         finally:
-            metrics.subscriptions.dec()
+            ctx.stream_ended()
 
 
 @strawberry.type

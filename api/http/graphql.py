@@ -23,13 +23,14 @@ from graphql import (
 )
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ErrorMessage as TransportErrorMessage,
@@ -46,6 +47,7 @@ from api.auth.principal import Principal
 from api.auth.tokens import parse_bearer
 from api.clock import utcnow
 from api.errors import Mark1Error, RateLimited, Unauthenticated
+from api.http.multiplex import Multiplexer, group_key
 from api.runtime import Runtime
 from resolvers.context import Context
 
@@ -158,6 +160,34 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             )
             return
         await super().handle_subscribe(message)
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        """Identical live subscriptions share one execution (api/http/multiplex.py)."""
+        view: GraphQLEndpoint = self.view  # type: ignore[assignment]
+        key = None
+        if self.context.principal_or_none is not None:
+            key = group_key(
+                operation.query, operation.variables, operation.operation_name, self.context
+            )
+        if key is None:
+            await super().run_operation(operation)
+            return
+        socket = self.websocket.ws  # type: ignore[attr-defined]
+        try:
+            await view.multiplexer.serve(
+                key,
+                operation.id,
+                socket.send_text,
+                context=self.context,
+                query=operation.query,
+                variables=operation.variables,
+                operation_name=operation.operation_name,
+            )
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the socket went away; handle() cleans up the rest
+        finally:
+            if self.operations.get(operation.id) is operation:
+                self.forget_id(operation.id)
 
     async def _send_result_stream(self, operation: Any, result_source: Any) -> None:
         settings = self.view.runtime.settings  # type: ignore[attr-defined]
@@ -310,6 +340,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             keep_alive_interval=15,
         )
         self.runtime = runtime
+        self.multiplexer = Multiplexer(schema, runtime.metrics, s.subscriber_buffer)
         self._sockets_by_subject: Counter[str] = Counter()
 
     # -- HTTP ------------------------------------------------------------

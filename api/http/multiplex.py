@@ -37,7 +37,9 @@ from graphql import (
 from strawberry.types.execution import ExecutionResult
 from strawberry.utils.aio import aclosing
 
+from api.domain import EventRecord
 from api.errors import SlowConsumer
+from api.events.bus import latency_since
 from api.metrics import Metrics
 from resolvers.context import Context
 
@@ -97,6 +99,23 @@ def group_key(
     )
 
 
+class GroupContext(Context):
+    """The context a group executes in: members, not the group, count as subscriptions."""
+
+    def __init__(self, base: Context) -> None:
+        super().__init__(base.runtime, base.request, principal=base.principal, cache=False)
+        self.live = asyncio.Event()
+
+    def stream_started(self) -> None:
+        self.live.set()
+
+    def stream_ended(self) -> None:
+        self.live.set()  # never leave a joining member waiting
+
+    def delivering(self, record: EventRecord, *, live: bool) -> None:
+        self.last_record = record
+
+
 class Member:
     """One operation in a group: a bounded outbox of ready-made messages and its writer."""
 
@@ -106,12 +125,12 @@ class Member:
         self._send = send_text
         self._capacity = capacity
         self._metrics = metrics
-        self._queue: deque[tuple[str, int | None]] = deque()
+        self._queue: deque[tuple[str, EventRecord | None]] = deque()
         self._ready = asyncio.Event()
         self._final: str | None = None
         self.last_event_id: int | None = None
 
-    def offer(self, payload: str, event_id: int | None) -> None:
+    def offer(self, payload: str, record: EventRecord | None) -> None:
         """Queue one result; on overflow the member ends with SLOW_CONSUMER."""
         if self._final is not None:
             return
@@ -122,7 +141,7 @@ class Member:
             formatted = GraphQLError(error.message, extensions=error.extensions).formatted
             self.finish("error", orjson.dumps([formatted]).decode())
             return
-        self._queue.append((payload, event_id))
+        self._queue.append((payload, record))
         self._ready.set()
 
     def finish(self, kind: str, payload: str | None = None) -> None:
@@ -136,11 +155,12 @@ class Member:
         """Send queued messages until the final one."""
         while True:
             while self._queue:
-                payload, event_id = self._queue.popleft()
+                payload, record = self._queue.popleft()
                 await self._send(f'{self._prefix}"next","payload":{payload}}}')
                 self._metrics.events_delivered.inc()
-                if event_id is not None:
-                    self.last_event_id = event_id
+                if record is not None:
+                    self._metrics.fanout_latency.observe(latency_since(record))
+                    self.last_event_id = record.id
             if self._final is not None:
                 await self._send(self._final)
                 return
@@ -156,7 +176,7 @@ class Group:
         key: GroupKey,
         *,
         schema: strawberry.Schema,
-        context: Context,
+        context: GroupContext,
         query: str,
         variables: dict[str, Any] | None,
         operation_name: str | None,
@@ -174,6 +194,14 @@ class Group:
 
     def join(self, member: Member) -> None:
         self.members.add(member)
+
+    async def wait_live(self) -> None:
+        """Until the shared stream is on the bus (or has ended)."""
+        live = asyncio.ensure_future(self._context.live.wait())
+        try:
+            await asyncio.wait({live, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            live.cancel()
 
     def leave(self, member: Member) -> None:
         self.members.discard(member)
@@ -205,9 +233,9 @@ class Group:
                     if result.errors:
                         body["errors"] = [e.formatted for e in result.errors]
                     payload = orjson.dumps(body).decode()
-                    event_id = self._context.last_event_id
+                    record = self._context.last_record
                     for member in list(self.members):
-                        member.offer(payload, event_id)
+                        member.offer(payload, record)
             for member in list(self.members):
                 member.finish("complete")
         except asyncio.CancelledError:
@@ -250,13 +278,10 @@ class Multiplexer:
         """Run one member until its stream ends or it is cancelled; always leaves the group."""
         group = self._groups.get(key)
         if group is None:
-            group_context = Context(
-                context.runtime, context.request, principal=context.principal, cache=False
-            )
             group = Group(
                 key,
                 schema=self._schema,
-                context=group_context,
+                context=GroupContext(context),
                 query=query,
                 variables=variables,
                 operation_name=operation_name,
@@ -265,9 +290,15 @@ class Multiplexer:
             self._groups[key] = group
         member = Member(op_id, send_text, self._capacity, self._metrics)
         group.join(member)
+        counted = False
         try:
+            await group.wait_live()
+            self._metrics.subscriptions.inc()
+            counted = True
             await member.run()
         finally:
+            if counted:
+                self._metrics.subscriptions.dec()
             group.leave(member)
 
     def _forget(self, group: Group) -> None:

@@ -263,7 +263,7 @@ async def quick(settings: Settings, tmp_path: Path) -> AsyncIterator[Runtime]:
     async with fresh_database(settings.resolved_database_url, tmp_path) as url:
         rt = build_runtime(
             settings.model_copy(
-                update={"database_url": url, "heartbeat_timeout": 0.3, "offline_after": 0.8}
+                update={"database_url": url, "heartbeat_timeout": 0.6, "offline_after": 1.4}
             )
         )
         await upgrade(rt.db)
@@ -282,11 +282,11 @@ async def test_real_short_timeouts_take_an_agent_unhealthy_then_offline(
     await quick.agents.sweep()
     assert (await _agent(quick, operator.tenant, agent.id)).status is AgentStatus.ONLINE
 
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(0.7)
     await quick.agents.sweep()
     assert (await _agent(quick, operator.tenant, agent.id)).status is AgentStatus.UNHEALTHY
 
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.8)
     await quick.agents.sweep()
     assert (await _agent(quick, operator.tenant, agent.id)).status is AgentStatus.OFFLINE
 
