@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter as Counter_
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -41,6 +43,22 @@ class Metrics:
         self.bus_reconnects = Counter(
             "mark1_bus_reconnects", "Times the bus listener reconnected", registry=self.registry
         )
+
+        # Per tenant as well, for `systemMetrics` (a tenant sees only its own volume).
+        self._published_by_tenant: Counter_[str] = Counter_()
+        self._delivered_by_tenant: Counter_[str] = Counter_()
+
+    def published(self, tenant: str, count: int = 1) -> None:
+        self.events_published.inc(count)
+        self._published_by_tenant[tenant] += count
+
+    def delivered(self, tenant: str) -> None:
+        self.events_delivered.inc()
+        self._delivered_by_tenant[tenant] += 1
+
+    def tenant_counts(self, tenant: str) -> tuple[int, int]:
+        """Events published and delivered by this process for one tenant."""
+        return self._published_by_tenant[tenant], self._delivered_by_tenant[tenant]
 
     @staticmethod
     def value(metric: Counter | Gauge) -> int:

@@ -57,7 +57,7 @@ class Context:
         """A subscription is about to send this event."""
         self.last_record = record
         metrics = self.runtime.metrics
-        metrics.events_delivered.inc()
+        metrics.delivered(record.tenant)
         if live:
             metrics.fanout_latency.observe(latency_since(record))
 

@@ -57,12 +57,13 @@ async def system_metrics(info: Info) -> SystemMetrics:
     runtime = info.context.runtime
     tasks, agents = await runtime.reads.counts(info.context.principal.tenant)
     m = runtime.metrics
+    published, delivered = m.tenant_counts(info.context.principal.tenant)
     return SystemMetrics(
         at=utcnow(),
         connections=Metrics.value(m.sockets),
         subscriptions=Metrics.value(m.subscriptions),
-        events_published=Metrics.value(m.events_published),
-        events_delivered=Metrics.value(m.events_delivered),
+        events_published=published,
+        events_delivered=delivered,
         tasks_by_status=cast(JSON, tasks),
         agents_by_status=cast(JSON, agents),
     )

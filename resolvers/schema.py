@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -34,6 +36,7 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.schema.types.base_scalars import DateTimeDefinition
 
 from resolvers.errors import ErrorCodes
 from resolvers.mutations import Mutation
@@ -60,6 +63,12 @@ class _ParserCache(ParserCache):
             context.graphql_document = None
         yield
 
+
+# DESIGN: timestamps are ISO-8601 with offset and microsecond precision; plain
+# isoformat() drops the fraction when it is zero.
+DATETIME = dataclasses.replace(
+    DateTimeDefinition, serialize=lambda value: value.isoformat(timespec="microseconds")
+)
 
 MAX_ID_LENGTH = 200
 _ID_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -159,4 +168,10 @@ def build_schema(
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
-    return Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        scalar_overrides={datetime: DATETIME},
+    )

@@ -115,7 +115,8 @@ class EventBus:
 
     async def publish(self, records: Sequence[EventRecord]) -> None:
         """Announce committed events; a lost publish is filled from the outbox."""
-        self._metrics.events_published.inc(len(records))
+        for record in records:
+            self._metrics.published(record.tenant)
         backend = self._backend
         if backend is None:
             return

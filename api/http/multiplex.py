@@ -128,25 +128,26 @@ class Member:
         self._queue: deque[tuple[str, EventRecord | None]] = deque()
         self._ready = asyncio.Event()
         self._final: str | None = None
+        self._slow = False
         self.last_event_id: int | None = None
 
     def offer(self, payload: str, record: EventRecord | None) -> None:
         """Queue one result; on overflow the member ends with SLOW_CONSUMER."""
-        if self._final is not None:
+        if self._final is not None or self._slow:
             return
         if len(self._queue) >= self._capacity:
+            # Dropped: the client resumes from lastEventId, decided when the error is sent.
             self._queue.clear()
             self._metrics.slow_consumers.inc()
-            error = SlowConsumer(self.last_event_id)
-            formatted = GraphQLError(error.message, extensions=error.extensions).formatted
-            self.finish("error", orjson.dumps([formatted]).decode())
+            self._slow = True
+            self._ready.set()
             return
         self._queue.append((payload, record))
         self._ready.set()
 
     def finish(self, kind: str, payload: str | None = None) -> None:
         """End after what is queued: ``complete``, or ``error`` with a payload."""
-        if self._final is None:
+        if self._final is None and not self._slow:
             body = f',"payload":{payload}' if payload is not None else ""
             self._final = f'{self._prefix}"{kind}"{body}}}'
             self._ready.set()
@@ -157,10 +158,15 @@ class Member:
             while self._queue:
                 payload, record = self._queue.popleft()
                 await self._send(f'{self._prefix}"next","payload":{payload}}}')
-                self._metrics.events_delivered.inc()
                 if record is not None:
+                    self._metrics.delivered(record.tenant)
                     self._metrics.fanout_latency.observe(latency_since(record))
                     self.last_event_id = record.id
+            if self._slow:
+                error = SlowConsumer(self.last_event_id)
+                formatted = GraphQLError(error.message, extensions=error.extensions).formatted
+                self._slow = False
+                self.finish("error", orjson.dumps([formatted]).decode())
             if self._final is not None:
                 await self._send(self._final)
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -313,4 +314,33 @@ async def test_racing_transitions_on_one_task_end_it_exactly_once(
         final = (await runtime.reads.tasks_by_id(operator.tenant, [task.id]))[task.id]
         assert final.status.value == mine[0].type.value.removeprefix("TASK_")
         holder = (await runtime.reads.agents_by_id(operator.tenant, [agent.id]))[agent.id]
+        assert (holder.status, holder.current_task_id) == (AgentStatus.ONLINE, None)
+
+
+async def test_cancel_racing_a_claim_never_strands_the_agent(
+    runtime: Runtime, operator: Principal
+) -> None:
+    """The task may change hands between cancel's first look and its lock: the new
+    holder is released too, never left BUSY on a cancelled task."""
+    pairs = []
+    for i in range(10):
+        agent = await register(runtime, operator, f"a{i}", capabilities=[f"c{i}"])
+        pairs.append((agent, await create(runtime, operator, capability=f"c{i}")))
+
+    async def cancel(task_id: str) -> None:
+        with contextlib.suppress(Conflict):
+            await runtime.tasks.cancel(operator, task_id)
+
+    await asyncio.gather(
+        *(
+            coro
+            for agent, task in pairs
+            for coro in (runtime.tasks.claim(as_agent(agent), agent.id), cancel(task.id))
+        )
+    )
+
+    for agent, task in pairs:
+        final = (await runtime.reads.tasks_by_id(operator.tenant, [task.id]))[task.id]
+        holder = (await runtime.reads.agents_by_id(operator.tenant, [agent.id]))[agent.id]
+        assert final.status is TaskStatus.CANCELLED
         assert (holder.status, holder.current_task_id) == (AgentStatus.ONLINE, None)

@@ -11,6 +11,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from api.metrics import Metrics
 from api.settings import Settings
 from tests.support.graphql import WSClient, data, gql
 from tests.support.server import LiveServer, live_server
@@ -89,7 +90,9 @@ async def test_closing_the_socket_brings_the_gauges_back_to_zero(
     async with await WSClient.connect(server.ws_url, operator) as ws:
         await ws.subscribe("1", EVENTS)
         await ws.subscribe("2", EVENTS)
-        await until(lambda: server.runtime.bus.subscriber_count == 2, "two subscriptions")
+        await until(
+            lambda: Metrics.value(server.runtime.metrics.subscriptions) == 2, "two subscriptions"
+        )
         open_ = await scrape(server)
 
     async def gauges() -> tuple[float, float]:

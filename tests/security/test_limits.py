@@ -17,6 +17,7 @@ import pytest
 import websockets
 from graphql.language import Lexer, Source, TokenKind
 
+from api.metrics import Metrics
 from api.settings import Settings
 from tests.security.conftest import base_settings
 from tests.security.support import closed_with, still_serving, until
@@ -223,7 +224,9 @@ async def test_subscriptions_per_socket(
         refused = await ws.next_for("3")
         assert refused["type"] == "error"
         assert refused["payload"][0]["extensions"]["code"] == "RATE_LIMITED"
-        await until(lambda: tight.runtime.bus.subscriber_count == 2, 5, "two subscribers")
+        await until(
+            lambda: Metrics.value(tight.runtime.metrics.subscriptions) == 2, 5, "two subscribers"
+        )
         data(await gql(tight.url, CREATE, token=operator))
         got = [await ws.recv(), await ws.recv()]
         assert sorted((m["id"], m["type"]) for m in got) == [("1", "next"), ("2", "next")]
@@ -270,7 +273,7 @@ async def test_sockets_per_subject(tight: LiveServer, bystander_check: None) -> 
     await second.send({"type": "ping"})
     assert (await second.recv())["type"] == "pong"
     await first.close()
-    await until(lambda: tight.runtime.metrics.sockets._value.get() <= 2, 5, "socket release")
+    await until(lambda: Metrics.value(tight.runtime.metrics.sockets) == 1, 5, "socket release")
     fourth = await WSClient.connect(tight.ws_url, token)
     await fourth.close()
     await second.close()
@@ -286,7 +289,7 @@ async def test_a_repeated_legacy_init_does_not_leak_a_socket_slot(
         await ws.send(init)
         await ws.send(init)
         assert await closed_with(ws) == 4403
-    await until(lambda: tight.runtime.metrics.sockets._value.get() == 0, 5, "sockets closed")
+    await until(lambda: Metrics.value(tight.runtime.metrics.sockets) == 0, 5, "sockets closed")
     async with (
         await WSClient.connect(tight.ws_url, token),
         await WSClient.connect(tight.ws_url, token),
