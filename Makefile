@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY ?= python3
 FRONTEND := frontend-example
 
-.PHONY: demo test lint bench serve env frontend schema clean
+.PHONY: demo test lint bench serve env frontend clients schema clean
 
 $(UV):
 	@command -v uv >/dev/null 2>&1 || $(PY) -m pip install --user --quiet uv || $(PY) -m pip install --quiet --break-system-packages uv
@@ -18,6 +18,12 @@ frontend:
 		echo "building $(FRONTEND) (dashboard at /app, GraphiQL at /graphql)"; \
 		cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent; \
 	else echo "npm not found: skipping the dashboard build (the API works without it)"; fi
+
+# Real JavaScript clients the tests drive (graphql-ws, subscriptions-transport-ws, graphql-http audit).
+clients:
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the JavaScript client tests will skip"; fi
 
 demo: env frontend
 	@$(UV) run mark1 demo
@@ -33,7 +39,7 @@ lint: env
 	$(UV) run ruff check .
 	$(UV) run mypy api resolvers
 
-test: env frontend lint
+test: env frontend clients lint
 	$(UV) run pytest
 
 bench: env

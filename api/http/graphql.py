@@ -53,6 +53,7 @@ from resolvers.context import Context
 
 log = logging.getLogger(__name__)
 
+_GRAPHQL_RESPONSE = "application/graphql-response+json"
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -372,6 +373,32 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             and "text/html" in accept
             and not request.query_params.get("query")
         )
+
+    # GraphQL over HTTP: a client that accepts application/graphql-response+json gets
+    # that media type, and 400 without `data` when the request never executed
+    # (parse, validation or variable coercion failed). application/json stays 200.
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        request.state.mark1_sub_response = sub_response
+        return sub_response
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> Any:
+        body = await super().process_result(request, result)
+        if _GRAPHQL_RESPONSE in request.headers.get("accept", ""):
+            sub_response = request.state.mark1_sub_response
+            sub_response.mark1_media_type = _GRAPHQL_RESPONSE
+            if isinstance(result, PreExecutionError):
+                body.pop("data", None)
+                sub_response.status_code = 400
+        return body
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        media_type = getattr(sub_response, "mark1_media_type", None)
+        if media_type is not None:
+            response.headers["content-type"] = media_type
+        return response
 
     def encode_json(self, data: object) -> str:
         return orjson.dumps(data).decode()

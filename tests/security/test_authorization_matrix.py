@@ -394,7 +394,9 @@ async def _ws(w: World, name: str, call: Call, token: str | None) -> tuple[str, 
 @pytest.mark.parametrize("where", TENANTS)
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize(("kind", "name"), FIELDS, ids=[f"{k}.{n}" for k, n in FIELDS])
-async def test_a_role_gets_what_design_promises(world: World, kind: str, name: str, role: str, where: str) -> None:
+async def test_a_role_gets_what_design_promises(
+    world: World, kind: str, name: str, role: str, where: str
+) -> None:
     expected_by_tenant = EXPECTED.get((kind, name))
     assert expected_by_tenant is not None, f"add {kind}.{name} to EXPECTED (and CALLS)"
     expected = expected_by_tenant[TENANTS.index(where)][role]

@@ -257,12 +257,13 @@ async def test_sockets_authenticate_like_design_says(server: LiveServer) -> None
     await ws.send({"type": "connection_init", "payload": {}})
     assert (await ws.recv())["type"] == "connection_ack"
     await ws.close()
-    for payload in (
+    refused_payloads: list[dict[str, Any]] = [
         {},
         {"authorization": "Bearer nope"},
         {"authorization": token},
         {"authorization": 7},
-    ):
+    ]
+    for payload in refused_payloads:
         ws = await WSClient.connect(server.ws_url, init=False)
         await ws.send({"type": "connection_init", "payload": payload})
         assert await closed_with(ws.ws) == 4403
