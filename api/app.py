@@ -67,6 +67,8 @@ def build_runtime(settings: Settings) -> Runtime:
             token_ttl=settings.agent_token_ttl,
             heartbeat_timeout=timedelta(seconds=settings.heartbeat_timeout),
             offline_after=timedelta(seconds=settings.offline_after),
+            token_issuer=settings.jwt_issuer,
+            token_audience=settings.jwt_audience,
         ),
         workflows=WorkflowService(uow),
     )

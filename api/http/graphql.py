@@ -135,6 +135,37 @@ def _chosen_operation(query: object, operation_name: object, *, max_tokens: int)
     return chosen[0].operation
 
 
+def _optional(value: object, kind: type) -> bool:
+    return value is None or isinstance(value, kind)
+
+
+def _well_formed(message: object, *, legacy: bool) -> bool:
+    """Whether a socket message has the shape its protocol requires.
+
+    strawberry's handlers index into messages and raise TypeError/KeyError on
+    other shapes (a dropped connection, no close frame); PROTOCOL.md wants 4400.
+    """
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return False
+    kind = message["type"]
+    if kind in ("subscribe", "start", "complete", "stop") and not isinstance(
+        message.get("id"), str
+    ):
+        return False
+    if kind in ("subscribe", "start"):
+        payload = message.get("payload")
+        return (
+            isinstance(payload, dict)
+            and isinstance(payload.get("query"), str)
+            and _optional(payload.get("variables"), dict)
+            and _optional(payload.get("operationName"), str)
+            and _optional(payload.get("extensions"), dict)
+        )
+    if kind in ("ping", "pong") and not legacy:
+        return _optional(message.get("payload"), dict)
+    return True
+
+
 def _operation_limit_error(limit: int) -> GraphQLFormattedError:
     """The ``error`` payload for an operation over MAX_SUBSCRIPTIONS_PER_SOCKET."""
     error = RateLimited(f"Too many operations on this socket (at most {limit})")
@@ -143,6 +174,12 @@ def _operation_limit_error(limit: int) -> GraphQLFormattedError:
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws, where a stream that dies of an error ends with ``error``."""
+
+    async def handle_message(self, message: Any) -> None:
+        if not _well_formed(message, legacy=False):
+            await self.handle_invalid_message("Invalid message")
+            return
+        await super().handle_message(message)
 
     async def handle_subscribe(self, message: Any) -> None:
         # strawberry refuses the operation over the limit with an error that has no
@@ -222,6 +259,34 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """The legacy graphql-ws protocol (subscriptions-transport-ws clients)."""
+
+    async def handle(self) -> None:
+        # strawberry's legacy handler waits for connection_init for ever; an
+        # unauthenticated socket gets the same deadline as graphql-transport-ws.
+        timer = asyncio.create_task(self._connection_init_deadline())
+        try:
+            await super().handle()
+        finally:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+
+    async def _connection_init_deadline(self) -> None:
+        await asyncio.sleep(self.view.runtime.settings.ws_init_timeout)  # type: ignore[attr-defined]
+        if not self.connection_acknowledged:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(
+                    CloseCode.CONNECTION_INIT_TIMEOUT, "Connection initialisation timeout"
+                )
+
+    async def handle_message(self, message: Any) -> None:
+        if not _well_formed(message, legacy=True):
+            await self.send_message(
+                {"type": "connection_error", "payload": {"message": "Invalid message"}}
+            )
+            await self.websocket.close(CloseCode.BAD_REQUEST, "Invalid message")
+            return
+        await super().handle_message(message)
 
     async def handle_start(self, message: Any) -> None:
         limit = self.max_subscriptions_per_connection

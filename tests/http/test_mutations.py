@@ -272,10 +272,6 @@ async def _go_silent(api: Api) -> None:
     assert back["heartbeat"]["status"] == "ONLINE"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/app.py must pass token_issuer/token_audience to AgentService (see report)",
-)
 async def test_agent_token_works_where_issuer_and_audience_are_checked(
     settings: Settings, tenant: str
 ) -> None:

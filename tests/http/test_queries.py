@@ -360,11 +360,6 @@ async def test_system_metrics_counts_the_callers_tenant(api: Api) -> None:
     assert admin["systemMetrics"]["tasksByStatus"] == m["tasksByStatus"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resolvers/schema.py serialises DateTime with plain isoformat(), which drops "
-    "the fraction when microsecond == 0 (see report)",
-)
 async def test_timestamps_keep_microseconds_even_when_zero(api: Api, database_url: str) -> None:
     task = await api.create_task()
     whole_second = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)

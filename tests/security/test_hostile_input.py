@@ -575,12 +575,6 @@ async def test_a_malformed_message_closes_the_socket_with_4400(
     await closes_with_4400(module_server, frame)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="graphql-transport-ws message validation belongs to the protocol work in "
-    "api/http/graphql.py: today these frames raise TypeError in strawberry's handler "
-    "(an ASGI exception, stack trace logged, connection dropped without a close frame)",
-)
 @pytest.mark.parametrize("frame", CRASHING)
 async def test_a_message_of_the_wrong_shape_closes_the_socket_with_4400(
     module_server: LiveServer, frame: str
