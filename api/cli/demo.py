@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import logging.config
 import os
 from datetime import timedelta
 
@@ -11,16 +12,15 @@ import uvicorn
 
 from api.app import create_app
 from api.auth.tokens import mint_token
-from api.cli.server import uvicorn_config
+from api.cli.server import log_config, uvicorn_config
 from api.domain import Role
 from api.jobs.simulation import Simulation, demo_timeouts
 from api.settings import Settings
 
 
 def run_demo(settings: Settings) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # The demo owns its process: redact secrets from every logger, the root included.
+    logging.config.dictConfig(log_config(root=True))
     overrides: dict[str, object] = {
         "database_url": None,
         "broadcast_url": "memory://",

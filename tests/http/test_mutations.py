@@ -6,8 +6,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import pytest
-
 from api.settings import Settings
 from tests.domain.helpers import fresh_database
 from tests.http.helpers import TASK_FIELDS, Api
