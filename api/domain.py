@@ -135,6 +135,14 @@ class Snapshots(_State):
     task: TaskState | None = None
     agent: AgentState | None = None
     workflow: WorkflowState | None = None
+    # Tasks the entities point at (the agent's current task, the workflow's step
+    # tasks), so nested fields render from the event too. Not the event's task.
+    related: list[TaskState] = []
+
+    def find_task(self, id: str) -> TaskState | None:
+        if self.task is not None and self.task.id == id:
+            return self.task
+        return next((t for t in self.related if t.id == id), None)
 
 
 class EventRecord(_State):

@@ -116,8 +116,8 @@ class Agent:
     async def current_task(self, info: Info) -> Task | None:
         if self.current_task_id is None:
             return None
-        if self.snap.task is not None and self.snap.task.id == self.current_task_id:
-            return Task.of(self.snap.task, self.snap)
+        if (snapped := self.snap.find_task(self.current_task_id)) is not None:
+            return Task.of(snapped, self.snap)
         state = await info.context.task(self.current_task_id)
         return Task.of(state) if state else None
 
@@ -149,8 +149,8 @@ class WorkflowStep:
     async def task(self, info: Info) -> Task | None:
         if self.task_id is None:
             return None
-        if self.snap.task is not None and self.snap.task.id == self.task_id:
-            return Task.of(self.snap.task, self.snap)
+        if (snapped := self.snap.find_task(self.task_id)) is not None:
+            return Task.of(snapped, self.snap)
         state = await info.context.task(self.task_id)
         return Task.of(state) if state else None
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.clock import utcnow
 from api.db import events as event_store
+from api.db import tasks as task_rows
 from api.db.engine import Database
 from api.domain import AgentState, EventRecord, EventType, Snapshots, TaskState, WorkflowState
 
@@ -75,9 +76,34 @@ class Tx:
             )
         )
 
+    async def _attach_related(self) -> None:
+        """Give each event the tasks its agent and workflow point at (one query)."""
+        wanted: dict[int, set[str]] = {}
+        for i, p in enumerate(self._pending):
+            ids = set()
+            if p.snapshots.agent and p.snapshots.agent.current_task_id:
+                ids.add(p.snapshots.agent.current_task_id)
+            if p.snapshots.workflow:
+                ids.update(st.task_id for st in p.snapshots.workflow.steps if st.task_id)
+            if p.snapshots.task:
+                ids.discard(p.snapshots.task.id)
+            if ids:
+                wanted[i] = ids
+        if not wanted:
+            return
+        await self.session.flush()
+        all_ids = sorted(set().union(*wanted.values()))
+        rows = await task_rows.get_tasks(self.session, tenant=self.tenant, ids=all_ids)
+        states = {r.id: task_rows.task_state(r) for r in rows}
+        for i, ids in wanted.items():
+            p = self._pending[i]
+            related = [states[t] for t in sorted(ids) if t in states]
+            p.snapshots = p.snapshots.model_copy(update={"related": related})
+
     async def _write_events(self) -> list[EventRecord]:
         if not self._pending:
             return []
+        await self._attach_related()
         last = await event_store.allocate_ids(
             self.session, tenant=self.tenant, count=len(self._pending)
         )

@@ -230,14 +230,6 @@ async def test_a_hundred_subscribers_cause_no_select_beyond_what_the_writes_need
     assert watched == baseline, f"subscribers added SELECTs: {watched - baseline}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "AGENT_* and WORKFLOW_* events carry no task snapshot, and a workflow snapshot "
-        "has no step tasks (api/services): Agent.currentTask and WorkflowStep.task "
-        "read the database for every subscriber of every such event"
-    ),
-)
 async def test_current_task_and_step_tasks_render_from_the_event_not_the_database(
     quiet_server: LiveServer, tenant: str
 ) -> None:

@@ -379,7 +379,7 @@ async def _ws(w: World, name: str, call: Call, token: str | None) -> tuple[str, 
         message: dict[str, Any] | None = None
         while message is None and not joined:
             try:
-                message = await ws.next_for("op", timeout=0.05)
+                message = await ws.next_for("op", within=0.05)
             except TimeoutError:
                 joined = Metrics.value(metrics.subscriptions) > before
     await until(lambda: Metrics.value(metrics.subscriptions) == before, 5, "subscription cleanup")

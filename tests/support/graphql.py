@@ -63,26 +63,29 @@ class WSClient:
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(message))
 
-    async def recv(self, timeout: float = 5) -> dict[str, Any]:
-        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+    async def recv(self, within: float = 5) -> dict[str, Any]:
+        """The next message, or TimeoutError after ``within`` seconds."""
+        async with asyncio.timeout(within):
+            raw = await self.ws.recv()
         message: dict[str, Any] = json.loads(raw)
         return message
 
-    async def subscribe(
-        self, id: str, query: str, variables: dict[str, Any] | None = None
-    ) -> None:
+    async def subscribe(self, id: str, query: str, variables: dict[str, Any] | None = None) -> None:
         await self.send(
-            {"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables or {}}}
+            {
+                "id": id,
+                "type": "subscribe",
+                "payload": {"query": query, "variables": variables or {}},
+            }
         )
 
-    async def next_for(self, id: str, timeout: float = 5) -> dict[str, Any]:
+    async def next_for(self, id: str, within: float = 5) -> dict[str, Any]:
         """The next message for one operation (others are dropped)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            remaining = deadline - asyncio.get_running_loop().time()
-            message = await self.recv(max(remaining, 0.01))
-            if message.get("id") == id:
-                return message
+        async with asyncio.timeout(within):
+            while True:
+                message = await self.recv(within)
+                if message.get("id") == id:
+                    return message
 
     async def close(self) -> None:
         await self.ws.close()
