@@ -166,6 +166,11 @@ def _well_formed(message: object, *, legacy: bool) -> bool:
     return True
 
 
+def _over_limit(limit: int | None, id: object, active: Mapping[str, object]) -> bool:
+    """A new operation id on a socket already running ``limit`` operations."""
+    return limit is not None and isinstance(id, str) and id not in active and len(active) >= limit
+
+
 def _operation_limit_error(limit: int) -> GraphQLFormattedError:
     """The ``error`` payload for an operation over MAX_SUBSCRIPTIONS_PER_SOCKET."""
     error = RateLimited(f"Too many operations on this socket (at most {limit})")
@@ -186,13 +191,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         # code; ours says RATE_LIMITED (DESIGN: the others go on).
         limit = self.max_subscriptions_per_connection
         id = message.get("id")
-        if (
-            limit is not None
-            and self.connection_acknowledged
-            and isinstance(id, str)
-            and id not in self.operations
-            and len(self.operations) >= limit
-        ):
+        if self.connection_acknowledged and _over_limit(limit, id, self.operations):
+            assert limit is not None
             await self.send_message(
                 TransportErrorMessage(id=id, type="error", payload=[_operation_limit_error(limit)])
             )
@@ -291,13 +291,8 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     async def handle_start(self, message: Any) -> None:
         limit = self.max_subscriptions_per_connection
         id = message.get("id")
-        if (
-            limit is not None
-            and self.connection_acknowledged
-            and isinstance(id, str)
-            and id not in self.tasks
-            and len(self.tasks) >= limit
-        ):
+        if self.connection_acknowledged and _over_limit(limit, id, self.tasks):
+            assert limit is not None
             await self.send_message(
                 LegacyErrorMessage(type="error", id=id, payload=_operation_limit_error(limit))
             )
