@@ -8,6 +8,7 @@ import re
 import secrets
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ class WatchProcess:
     def __init__(self, *args: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MARK1_")}
         self.proc = subprocess.Popen(
-            ["uv", "run", "--quiet", "mark1", "watch", *args],
+            [sys.executable, "-m", "api.cli.main", "watch", *args],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

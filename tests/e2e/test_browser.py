@@ -22,6 +22,7 @@ import signal
 import socket
 import string
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -41,13 +42,14 @@ SCENARIO_TIMEOUT = 120.0
 STARTUP_TIMEOUT = 60.0
 
 
+MARK1 = [sys.executable, "-m", "api.cli.main"]
+
+
 def _missing_prerequisite() -> str | None:
     if not CHROMIUM.exists():
         return f"{CHROMIUM} is missing (apt-get install -y chromium)"
     if shutil.which("node") is None:
         return "node is not on PATH"
-    if shutil.which("uv") is None:
-        return "uv is not on PATH"
     if not (FRONTEND / "node_modules" / "playwright-core").is_dir():
         return "frontend-example/node_modules is missing (cd frontend-example && npm ci)"
     for page in ("index.html", "graphiql.html", "apollo-example/index.html"):
@@ -96,9 +98,18 @@ class Server:
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
-            # Its own session, so stop() can signal uv and the server under it.
+            # Its own session, so stop() can signal the server and anything under it.
             self.process = subprocess.Popen(
-                ["uv", "run", "mark1", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "api.cli.main",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
                 cwd=ROOT,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -158,7 +169,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def operator_token(server: Server) -> str:
     result = subprocess.run(
-        ["uv", "run", "mark1", "token", "--sub", "alice", "--role", "OPERATOR"],
+        [*MARK1, "token", "--sub", "alice", "--role", "OPERATOR"],
         cwd=ROOT,
         env=server.env,
         capture_output=True,

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,7 +118,7 @@ def _spawn(label: str, env: dict[str, str], work_dir: Path, settings: Settings) 
     with log.open("wb") as out:
         # cwd is the scratch directory, so no .env of the checkout leaks in.
         proc = subprocess.Popen(
-            ["uv", "run", "--project", str(ROOT), "mark1", "serve", "--port", str(port)],
+            [sys.executable, "-m", "api.cli.main", "serve", "--port", str(port)],
             cwd=work_dir,
             env=env,
             stdout=out,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,3 +150,56 @@ async def _redis_listeners() -> int:
     """Tasks reading Redis pub/sub on the running loop."""
     names = [getattr(t.get_coro(), "__qualname__", "") for t in asyncio.all_tasks()]
     return sum(1 for name in names if name.endswith("_pubsub_listener"))
+
+
+@pytest.fixture
+def workers_database() -> Iterator[str]:
+    databases.require("PostgreSQL", databases.postgres_reachable())
+    databases.require("Redis", databases.redis_reachable())
+    url, name = databases.create_pg_database()
+    try:
+        yield url
+    finally:
+        databases.drop_pg_database(name)
+
+
+async def test_serve_with_two_workers_fans_out_to_sockets_on_every_worker(
+    workers_database: str, tmp_path: Path, tenant: str
+) -> None:
+    """`mark1 serve --workers 2` on a shared bus: every socket, whichever worker took it,
+    gets the change."""
+    with serve_clusters(
+        {"redis": databases.REDIS_URL},
+        size=1,
+        database_url=workers_database,
+        work_dir=tmp_path,
+        workers="2",
+    ) as running:
+        (server,) = running["redis"]
+        viewer = server.token("VIEWER", tenant=tenant)
+        sockets = [await Socket.open(server.ws_url, viewer) for _ in range(6)]
+        try:
+            for socket in sockets:
+                await socket.subscribe("tasks", TASKS)
+            await asyncio.sleep(1.0)  # the gauge is per worker: give them time to subscribe
+            await Tenant(_Peer(server), tenant).create_task("two workers")  # type: ignore[arg-type]
+            for socket in sockets:
+                got = await socket.field("tasks", within=10)
+                assert got == {"title": "two workers", "status": "PENDING"}
+        finally:
+            for socket in sockets:
+                await socket.close()
+        assert server.output().count("Application startup complete") == 2
+
+
+def test_serve_refuses_several_workers_on_the_in_memory_bus(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "api.cli.main", "serve", "--workers", "2"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "MARK1_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert "needs a shared bus" in run.stderr
