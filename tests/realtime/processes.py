@@ -1,4 +1,4 @@
-"""Real server processes (``uv run mark1 serve``) and a private redis-server."""
+"""Real `mark1 serve` processes (this environment's Python) and a private redis-server."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def _spawn(label: str, env: dict[str, str], work_dir: Path, settings: Settings) 
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGINT (uv passes it on to the server), then kill the process group we started."""
+    """SIGINT (a graceful stop), then kill the process group we started."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
