@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from api.auth.principal import Principal
 from api.domain import AgentState, Role, TaskStatus
@@ -78,8 +80,12 @@ class Simulation:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        agents = [await self._register(name, caps, 0.12) for name, caps in _AGENTS]
-        flaky = await self._register(*_FLAKY, 0.3)
+        page = await self._rt.reads.agents(
+            _OPERATOR.tenant, statuses=None, capability=None, first=500, after=None
+        )
+        known = {a.name: a for _, a in page.items if (a.metadata or {}).get("simulated")}
+        agents = [await self._enlist(known, name, caps, 0.12) for name, caps in _AGENTS]
+        flaky = await self._enlist(known, *_FLAKY, 0.3)
         for agent in agents:
             self._spawn(self._work(agent))
             self._spawn(self._heartbeat(agent))
@@ -95,14 +101,31 @@ class Simulation:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _spawn(self, coro: object) -> None:
-        self._tasks.append(asyncio.create_task(coro))  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.create_task(coro))
 
-    async def _register(self, name: str, caps: list[str], failure_rate: float) -> _SimAgent:
-        state, token = await self._rt.agents.register(
-            _OPERATOR, name=name, capabilities=caps, metadata={"simulated": True}
+    async def _enlist(
+        self, known: dict[str, AgentState], name: str, caps: list[str], failure_rate: float
+    ) -> _SimAgent:
+        """Reuse the agent a previous demo run registered, or register it."""
+        state = known.get(name)
+        if state is None:
+            state, token = await self._rt.agents.register(
+                _OPERATOR, name=name, capabilities=caps, metadata={"simulated": True}
+            )
+            principal = await self._rt.verifier.verify(token)
+            return _SimAgent(state=state, principal=principal, failure_rate=failure_rate)
+        principal = Principal(
+            subject=f"agent:{state.id}",
+            roles=frozenset({Role.AGENT}),
+            tenant=state.tenant,
+            agent_id=state.id,
+            expires_at=_OPERATOR.expires_at,
         )
-        principal = await self._rt.verifier.verify(token)
+        if state.current_task_id is not None:
+            # Left holding a task when the last demo stopped: give it back.
+            with contextlib.suppress(Mark1Error):
+                await self._rt.tasks.fail(principal, state.current_task_id, "demo restarted", True)
         return _SimAgent(state=state, principal=principal, failure_rate=failure_rate)
 
     async def _operate(self) -> None:

@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,11 +41,13 @@ def _wait_for_banner(proc: subprocess.Popen[str], deadline: float) -> dict[str, 
     raise AssertionError(f"demo banner incomplete: {seen}")
 
 
-def test_demo_prints_urls_and_tokens_and_its_agents_keep_working(tmp_path: Path) -> None:
+@contextmanager
+def running_demo(data_dir: Path) -> Iterator[tuple[dict[str, str], int]]:
+    """`mark1 demo` in a subprocess; yields its banner (URL and tokens) and port."""
     port = free_port()
     env = {
         **os.environ,
-        "MARK1_DATA_DIR": str(tmp_path),
+        "MARK1_DATA_DIR": str(data_dir),
         "MARK1_PORT": str(port),
         "MARK1_DATABASE_URL": "postgresql+asyncpg://ignored/by-demo",
         "PYTHONUNBUFFERED": "1",
@@ -56,7 +60,19 @@ def test_demo_prints_urls_and_tokens_and_its_agents_keep_working(tmp_path: Path)
         text=True,
     )
     try:
-        banner = _wait_for_banner(proc, time.monotonic() + 60)
+        yield _wait_for_banner(proc, time.monotonic() + 60), port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode in (0, -15), proc.returncode
+
+
+def test_demo_prints_urls_and_tokens_and_its_agents_keep_working(tmp_path: Path) -> None:
+    with running_demo(tmp_path) as (banner, port):
         assert banner["url"] == f"http://127.0.0.1:{port}/graphql"
         headers = {"Authorization": f"Bearer {banner['Viewer']}"}
         snapshots = []
@@ -79,11 +95,11 @@ def test_demo_prints_urls_and_tokens_and_its_agents_keep_working(tmp_path: Path)
             headers=operator,
         ).json()
         assert created["data"]["createTask"]["id"]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    assert proc.returncode in (0, -15), proc.returncode
+
+    # A second run on the same data directory picks its agents up again.
+    with running_demo(tmp_path) as (banner, _):
+        headers = {"Authorization": f"Bearer {banner['Viewer']}"}
+        time.sleep(3)
+        body = httpx.post(banner["url"], json={"query": QUERY}, headers=headers).json()
+        names = [e["node"]["name"] for e in body["data"]["agents"]["edges"]]
+        assert sorted(names) == sorted(agent_names), names
