@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             await sweeper.stop()
+            await graphql.multiplexer.close()
             await runtime.bus.stop()
             await runtime.db.close()
 

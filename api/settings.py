@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -94,10 +96,22 @@ class Settings(BaseSettings):
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
         path = self.data_dir / _SECRET_FILE
-        if path.exists():
-            return path.read_text().strip()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            # O_EXCL: of several processes starting at once, exactly one writes it.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return _read_secret(path)
         secret = secrets.token_urlsafe(48)
-        path.touch(mode=0o600)
-        path.write_text(secret)
+        with os.fdopen(fd, "w") as out:
+            out.write(secret)
         return secret
+
+
+def _read_secret(path: Path) -> str:
+    """The generated secret, waiting briefly while its creator is still writing it."""
+    for _ in range(200):
+        if secret := path.read_text().strip():
+            return secret
+        time.sleep(0.01)
+    raise RuntimeError(f"{path} is empty: delete it, or set MARK1_JWT_SECRET")

@@ -43,6 +43,10 @@ from resolvers.mutations import Mutation
 from resolvers.queries import Query
 from resolvers.subscriptions import Subscription
 
+# The caches are keyed by the whole document text and parsed before any auth
+# check: only documents a real client would send are worth keeping.
+CACHEABLE_DOCUMENT = 16 * 1024
+
 
 class _ParserCache(ParserCache):
     """ParserCache that leaves a document it cannot parse to strawberry.
@@ -55,6 +59,9 @@ class _ParserCache(ParserCache):
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
+        if context.query is not None and len(context.query) > CACHEABLE_DOCUMENT:
+            yield  # too big to keep: strawberry parses it once, uncached
+            return
         try:
             context.graphql_document = self.cached_parse_document(
                 context.query, **context.parse_options
@@ -62,6 +69,17 @@ class _ParserCache(ParserCache):
         except Exception:
             context.graphql_document = None
         yield
+
+
+class _ValidationCache(ValidationCache):
+    """ValidationCache that keeps only small documents (the cache pins each key)."""
+
+    def on_validate(self) -> Iterator[None]:
+        query = self.execution_context.query
+        if query is not None and len(query) > CACHEABLE_DOCUMENT:
+            yield  # strawberry validates it, uncached
+            return
+        yield from super().on_validate()
 
 
 # DESIGN: timestamps are ISO-8601 with offset and microsecond precision; plain
@@ -163,7 +181,7 @@ def build_schema(
         lambda: _ParserCache(maxsize=1000),
         lambda: QueryDepthLimiter(max_depth=max_query_depth),
         lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
-        lambda: ValidationCache(maxsize=1000),
+        lambda: _ValidationCache(maxsize=1000),
         IdLimiter,
     ]
     if not introspection:

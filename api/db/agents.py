@@ -58,9 +58,10 @@ async def page_agents(
     if statuses:
         conditions.append(col(AgentRow.status).in_([s.value for s in statuses]))
     if capability is not None:
-        # Capabilities are validated to a quote-free alphabet, so matching the
-        # JSON text for the quoted name is exact on SQLite and PostgreSQL alike.
-        conditions.append(cast(AgentRow.capabilities, String).like(f'%"{capability}"%'))
+        # The quoted name inside the JSON text; autoescape makes `_` and `%` literal.
+        conditions.append(
+            cast(AgentRow.capabilities, String).contains(f'"{capability}"', autoescape=True)
+        )
     total = (
         await session.execute(select(func.count()).select_from(AgentRow).where(*conditions))
     ).scalar_one()

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import strawberry
+from cross_web import HTTPException
 from graphql import (
     GraphQLError,
     GraphQLFormattedError,
@@ -47,7 +48,7 @@ from api.auth.principal import Principal
 from api.auth.tokens import parse_bearer
 from api.clock import utcnow
 from api.errors import Mark1Error, RateLimited, Unauthenticated
-from api.http.multiplex import Multiplexer, group_key
+from api.http.multiplex import Multiplexer
 from api.runtime import Runtime
 from resolvers.context import Context
 
@@ -204,7 +205,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         view: GraphQLEndpoint = self.view  # type: ignore[assignment]
         key = None
         if self.context.principal_or_none is not None:
-            key = group_key(
+            key = view.multiplexer.key(
                 operation.query, operation.variables, operation.operation_name, self.context
             )
         if key is None:
@@ -401,7 +402,10 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             keep_alive_interval=15,
         )
         self.runtime = runtime
-        self.multiplexer = Multiplexer(schema, runtime.metrics, s.subscriber_buffer)
+        self.max_tokens = s.max_tokens
+        self.multiplexer = Multiplexer(
+            schema, runtime.metrics, s.subscriber_buffer, max_tokens=s.max_tokens
+        )
         self._sockets_by_subject: Counter[str] = Counter()
 
     # -- HTTP ------------------------------------------------------------
@@ -433,6 +437,22 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             and "text/html" in accept
             and not request.query_params.get("query")
         )
+
+    async def execute_single(
+        self, request: Any, request_adapter: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        """A subscription over plain HTTP is the client's mistake, not INTERNAL."""
+        data = kwargs.get("request_data") or (args[-1] if args else None)
+        query = getattr(data, "query", None)
+        with contextlib.suppress(_DocumentRejected):
+            kind = _chosen_operation(
+                query, getattr(data, "operation_name", None), max_tokens=self.max_tokens
+            )
+            if kind is OperationType.SUBSCRIPTION:
+                raise HTTPException(
+                    400, "Subscriptions run over WebSocket (graphql-transport-ws) at this URL"
+                )
+        return await super().execute_single(request, request_adapter, *args, **kwargs)
 
     # GraphQL over HTTP: a client that accepts application/graphql-response+json gets
     # that media type, and 400 without `data` when the request never executed

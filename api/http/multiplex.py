@@ -45,17 +45,26 @@ from resolvers.context import Context
 
 log = logging.getLogger(__name__)
 
+_CACHEABLE = 16 * 1024  # longer documents are parsed without being kept
 _LIVE_ONLY = frozenset({"taskUpdates", "agentStatus", "events"})
 
 GroupKey = tuple[str, bytes, str | None, str, frozenset[str]]
 SendText = Callable[[str], Awaitable[None]]
 
 
-@lru_cache(maxsize=512)
-def _root_field(query: str, operation_name: str | None) -> FieldNode | None:
-    """The single root field of a subscription document, or None."""
+@lru_cache(maxsize=256)
+def _cached_root_field(query: str, operation_name: str | None, max_tokens: int) -> FieldNode | None:
+    return _root_field(query, operation_name, max_tokens)
+
+
+def _root_field(query: str, operation_name: str | None, max_tokens: int) -> FieldNode | None:
+    """The single root field of a subscription document, or None.
+
+    Parsed with the same ``max_tokens`` as execution, before it: a huge document
+    must not stall the event loop here first.
+    """
     try:
-        document = parse(query)
+        document = parse(query, max_tokens=max_tokens)
     except GraphQLError:
         return None
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
@@ -70,10 +79,19 @@ def _root_field(query: str, operation_name: str | None) -> FieldNode | None:
 
 
 def group_key(
-    query: str, variables: dict[str, Any] | None, operation_name: str | None, context: Context
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+    context: Context,
+    *,
+    max_tokens: int,
 ) -> GroupKey | None:
     """The multiplexing key of an operation, or None when it must run on its own."""
-    field = _root_field(query, operation_name)
+    field = (
+        _cached_root_field(query, operation_name, max_tokens)
+        if len(query) <= _CACHEABLE
+        else _root_field(query, operation_name, max_tokens)
+    )
     if field is None or field.name.value not in _LIVE_ONLY:
         return None
     for argument in field.arguments or ():
@@ -260,15 +278,23 @@ class Group:
 class Multiplexer:
     """The groups of one process."""
 
-    def __init__(self, schema: strawberry.Schema, metrics: Metrics, capacity: int) -> None:
+    def __init__(
+        self, schema: strawberry.Schema, metrics: Metrics, capacity: int, *, max_tokens: int
+    ) -> None:
         self._schema = schema
         self._metrics = metrics
         self._capacity = capacity
+        self._max_tokens = max_tokens
         self._groups: dict[GroupKey, Group] = {}
 
-    @property
-    def group_count(self) -> int:
-        return len(self._groups)
+    def key(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Context,
+    ) -> GroupKey | None:
+        return group_key(query, variables, operation_name, context, max_tokens=self._max_tokens)
 
     async def serve(
         self,
