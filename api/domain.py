@@ -61,7 +61,6 @@ class EventType(StrEnum):
     WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
 
 
-TERMINAL_TASK = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 TERMINAL_WORKFLOW = frozenset(
     {WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED}
 )

@@ -7,7 +7,6 @@ from typing import Any
 import strawberry
 from strawberry.extensions import FieldExtension
 from strawberry.scalars import JSON
-from strawberry.types.field import StrawberryField
 
 from api.services.workflows import StepInput
 from resolvers.context import Info
@@ -114,6 +113,3 @@ class Mutation:
     @mutation(IsOperator, "Cancel a workflow and its running step (OPERATOR).")
     async def cancel_workflow(self, info: Info, id: strawberry.ID) -> Workflow:
         return Workflow.of(await info.context.runtime.workflows.cancel(info.context.principal, id))
-
-
-__all__ = ["Mutation", "StrawberryField"]

@@ -23,10 +23,6 @@ class Principal:
     def is_admin(self) -> bool:
         return Role.ADMIN in self.roles
 
-    @property
-    def can_read(self) -> bool:
-        return bool(self.roles)
-
     def acts_as(self, agent_id: str) -> bool:
         """True when the caller may act as this agent: the agent itself, or an admin."""
         return self.is_admin or (Role.AGENT in self.roles and self.agent_id == agent_id)

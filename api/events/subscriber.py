@@ -56,6 +56,3 @@ class Subscriber:
         if self.overflowed:
             raise SlowConsumer(self.last_delivered)
         return self._queue.popleft()
-
-    def __len__(self) -> int:
-        return len(self._queue)

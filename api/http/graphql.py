@@ -59,7 +59,7 @@ _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class CloseCode(IntEnum):
-    """WebSocket close codes we send (graphql-ws PROTOCOL.md and RFC 6455)."""
+    """WebSocket close codes of graphql-ws PROTOCOL.md and RFC 6455 (strawberry sends some)."""
 
     MESSAGE_TOO_BIG = 1009
     BAD_REQUEST = 4400
@@ -560,7 +560,3 @@ async def _close_at_expiry(socket: WebSocket, principal: Principal) -> None:
     await asyncio.sleep(max((principal.expires_at - utcnow()).total_seconds(), 0))
     with contextlib.suppress(Exception):
         await socket.close(CloseCode.FORBIDDEN, "Token expired")
-
-
-def headers_of(scope: Mapping[str, Any]) -> dict[str, str]:
-    return {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
