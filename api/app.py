@@ -18,7 +18,6 @@ from api.auth.tokens import TokenVerifier
 from api.db.engine import Database
 from api.db.migrate import upgrade
 from api.events.bus import EventBus
-from api.http.graphql import GraphQLEndpoint
 from api.http.limits import BodyLimit
 from api.http.ops import routes_for
 from api.jobs.sweeper import Sweeper
@@ -31,6 +30,7 @@ from api.services.tasks import TaskService
 from api.services.unit import UnitOfWork
 from api.services.workflows import WorkflowService
 from api.settings import Settings
+from resolvers.endpoint import GraphQLEndpoint
 from resolvers.schema import build_schema
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,7 @@
-"""Root subscription fields over the event bus.
+"""Root subscription fields: thin mappings of the event stream to GraphQL types.
 
-Each operation joins the bus first (buffering), then reads what it needs
-from the database, then drains the buffer skipping ids it already sent: no
-gap and no duplicate across the switch from replay to live.
+The stream itself (join the bus, replay from the outbox, then live, with no
+gap and no duplicate) is ``api/events/stream.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import strawberry
 from api.db.events import EventQuery
 from api.domain import TERMINAL_WORKFLOW_EVENTS, EventRecord, EventType, TaskStatus
 from api.errors import BadUserInput, NotFound
+from api.events.stream import replay_then_live
 from api.events.subscriber import Predicate
 from api.services.reads import parse_event_id
 from resolvers.context import Context, Info
@@ -31,49 +31,29 @@ from resolvers.types import (
     WorkflowStep,
 )
 
-_REPLAY_BATCH = 500
 _AGENT_EVENTS = frozenset({EventType.AGENT_REGISTERED, EventType.AGENT_STATUS_CHANGED})
 _TASK_EVENTS = frozenset(t for t in EventType if t.name.startswith("TASK_"))
 
 
-async def event_stream(
+def event_stream(
     ctx: Context,
     predicate: Predicate,
     *,
     after: int | None = None,
     replay: EventQuery | None = None,
 ) -> AsyncIterator[EventRecord]:
-    """The tenant's matching events: history after ``after`` (when given), then live."""
+    """The caller's tenant's matching events, replayed after ``after``, then live."""
     runtime = ctx.runtime
-    tenant = ctx.principal.tenant
-    async with runtime.bus.subscribe(tenant, predicate, runtime.settings.subscriber_buffer) as sub:
-        ctx.stream_started()
-        try:
-            sub.last_delivered = after
-            scanned = after
-            if after is not None:
-                while True:
-                    batch = await runtime.reads.events_after(
-                        tenant, scanned or 0, _REPLAY_BATCH, replay
-                    )
-                    for record in batch:
-                        if predicate(record):
-                            ctx.delivering(record, live=False)
-                            yield record
-                            sub.last_delivered = record.id
-                    if len(batch) < _REPLAY_BATCH:
-                        break
-                    scanned = batch[-1].id
-                sub.skip_through(sub.last_delivered or after)
-            while True:
-                record = await sub.get()
-                if sub.last_delivered is not None and record.id <= sub.last_delivered:
-                    continue
-                ctx.delivering(record, live=True)
-                yield record
-                sub.last_delivered = record.id
-        finally:
-            ctx.stream_ended()
+    return replay_then_live(
+        runtime.bus,
+        runtime.reads,
+        ctx.principal.tenant,
+        predicate,
+        capacity=runtime.settings.subscriber_buffer,
+        hooks=ctx,
+        after=after,
+        replay=replay,
+    )
 
 
 @strawberry.type

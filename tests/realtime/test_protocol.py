@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from api.http.graphql import CloseCode
 from api.settings import Settings
+from resolvers.endpoint import CloseCode
 from tests.realtime.activity import Tenant
 from tests.realtime.conftest import nothing_left, serving, subscribed
 from tests.realtime.wire import LEGACY_WS, TRANSPORT_WS, Protocol, Socket, until

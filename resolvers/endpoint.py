@@ -48,9 +48,9 @@ from api.auth.principal import Principal
 from api.auth.tokens import parse_bearer
 from api.clock import utcnow
 from api.errors import Mark1Error, RateLimited, Unauthenticated
-from api.http.multiplex import Multiplexer
 from api.runtime import Runtime
 from resolvers.context import Context
+from resolvers.multiplex import Multiplexer
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
-        """Identical live subscriptions share one execution (api/http/multiplex.py)."""
+        """Identical live subscriptions share one execution (resolvers/multiplex.py)."""
         view: GraphQLEndpoint = self.view  # type: ignore[assignment]
         key = None
         if self.context.principal_or_none is not None:

@@ -1,0 +1,80 @@
+"""Replay-then-live: one subscriber's gap-free, duplicate-free stream of events.
+
+Join the bus first (buffering), then read the history after the cursor,
+then drain the buffer skipping ids already sent — so nothing committed
+around the switch is lost or sent twice (DESIGN: Delivery guarantees).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from api.db.events import EventQuery
+from api.domain import EventRecord
+from api.events.bus import EventBus
+from api.events.subscriber import Predicate
+
+_REPLAY_BATCH = 500
+
+
+class History(Protocol):
+    """The outbox, read in id order."""
+
+    async def events_after(
+        self, tenant: str, after: int, limit: int, query: EventQuery | None = None
+    ) -> list[EventRecord]: ...
+
+
+class StreamHooks(Protocol):
+    """Bookkeeping the caller does as the stream goes live, delivers and ends."""
+
+    def stream_started(self) -> None: ...
+
+    def stream_ended(self) -> None: ...
+
+    def delivering(self, record: EventRecord, *, live: bool) -> None: ...
+
+
+async def replay_then_live(
+    bus: EventBus,
+    history: History,
+    tenant: str,
+    predicate: Predicate,
+    *,
+    capacity: int,
+    hooks: StreamHooks,
+    after: int | None = None,
+    replay: EventQuery | None = None,
+) -> AsyncIterator[EventRecord]:
+    """The tenant's matching events: history after ``after`` (when given), then live.
+
+    Raises SlowConsumer (with the last id delivered) when the live buffer of
+    ``capacity`` events overflows.
+    """
+    async with bus.subscribe(tenant, predicate, capacity) as sub:
+        hooks.stream_started()
+        try:
+            sub.last_delivered = after
+            if after is not None:
+                scanned = after
+                while True:
+                    batch = await history.events_after(tenant, scanned, _REPLAY_BATCH, replay)
+                    for record in batch:
+                        if predicate(record):
+                            hooks.delivering(record, live=False)
+                            yield record
+                            sub.last_delivered = record.id
+                    if len(batch) < _REPLAY_BATCH:
+                        break
+                    scanned = batch[-1].id
+                sub.skip_through(sub.last_delivered or after)
+            while True:
+                record = await sub.get()
+                if sub.last_delivered is not None and record.id <= sub.last_delivered:
+                    continue
+                hooks.delivering(record, live=True)
+                yield record
+                sub.last_delivered = record.id
+        finally:
+            hooks.stream_ended()
