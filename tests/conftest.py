@@ -13,9 +13,7 @@ from api.db.migrate import upgrade
 from api.runtime import Runtime
 from api.settings import Settings
 from tests.support import databases
-from tests.support.server import LiveServer, live_server
-
-TEST_SECRET = secrets.token_urlsafe(48)
+from tests.support.server import LiveServer, live_server, make_settings
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -23,15 +21,8 @@ def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Every database test runs on SQLite and on PostgreSQL (tenants keep tests apart)."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'mark1.db'}"
-        return
-    databases.require("PostgreSQL", databases.postgres_reachable())
-    url, name = databases.create_pg_database()
-    try:
+    with databases.database(request.param, tmp_path_factory.mktemp("db")) as url:
         yield url
-    finally:
-        databases.drop_pg_database(name)
 
 
 @pytest.fixture
@@ -42,16 +33,7 @@ def tenant() -> str:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path,
-        database_url=database_url,
-        jwt_secret=TEST_SECRET,  # type: ignore[arg-type]
-        broadcast_url="memory://",
-        broadcast_channel=f"mark1_test_{secrets.token_hex(6)}",
-        gap_check_interval=0.5,
-        sweep_interval=0.2,
-    )
+    return make_settings(database_url, tmp_path)
 
 
 @pytest.fixture

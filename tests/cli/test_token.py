@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 
 from api.cli.main import app as cli
 from api.settings import Settings
-from tests.conftest import TEST_SECRET
 from tests.support.graphql import data, gql
-from tests.support.server import live_server
+from tests.support.server import TEST_SECRET, live_server
 
 MARK1 = str(Path(sys.executable).parent / "mark1")
 ME = "{ me { subject roles tenant agentId } }"

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from api.settings import Settings
-from tests.conftest import TEST_SECRET
 from tests.http.helpers import Api
-from tests.support.server import LiveServer, live_server
+from tests.support.server import LiveServer, live_server, make_settings
 
 
 @pytest.fixture(scope="module")
 def module_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(
-        _env_file=None,
-        data_dir=tmp_path_factory.mktemp("data"),
-        database_url=database_url,
-        jwt_secret=TEST_SECRET,
-        broadcast_url="memory://",
-        broadcast_channel=f"mark1_test_{secrets.token_hex(6)}",
-        gap_check_interval=0.5,
-        sweep_interval=0.2,
-        # Tests in a module share the server, and with it the per-subject buckets.
+    # Tests in a module share the server, and with it the per-subject buckets.
+    return make_settings(
+        database_url,
+        tmp_path_factory.mktemp("data"),
         mutation_rate=10_000,
         mutation_burst=10_000,
     )

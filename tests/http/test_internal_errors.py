@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from api.settings import Settings
-from tests.conftest import TEST_SECRET
 from tests.http.helpers import Api
-from tests.support.server import live_server
+from tests.support.server import TEST_SECRET, live_server
 
 
 async def test_database_failure_is_masked_as_internal(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,24 +10,14 @@ import pytest
 
 from api.metrics import Metrics
 from api.settings import Settings
-from tests.conftest import TEST_SECRET
 from tests.realtime.wire import PROTOCOLS, Protocol, until
-from tests.support.server import LiveServer, live_server
+from tests.support.server import LiveServer, live_server, make_settings
 
 
 @pytest.fixture(scope="module")
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """One configuration per module and database; tests keep apart by tenant."""
-    return Settings(
-        _env_file=None,
-        data_dir=tmp_path_factory.mktemp("data"),
-        database_url=database_url,
-        jwt_secret=TEST_SECRET,
-        broadcast_url="memory://",
-        broadcast_channel=f"mark1_test_{secrets.token_hex(6)}",
-        gap_check_interval=0.5,
-        sweep_interval=0.2,
-    )
+    return make_settings(database_url, tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,7 @@ from pathlib import Path
 import httpx
 
 from api.settings import Settings
-from tests.conftest import TEST_SECRET
-from tests.support.server import free_port, mint
+from tests.support.server import TEST_SECRET, free_port, mint
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,16 +8,12 @@ so these tests run on SQLite only, except where a test asks for both with
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from api.settings import Settings
-from tests.conftest import TEST_SECRET
 from tests.support import databases
-from tests.support.server import LiveServer, live_server
+from tests.support.server import LiveServer, live_server, make_settings
 
 
 @pytest.fixture(scope="session")
@@ -25,30 +21,11 @@ def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     kind = getattr(request, "param", "sqlite")
-    if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'mark1.db'}"
-        return
-    databases.require("PostgreSQL", databases.postgres_reachable())
-    url, name = databases.create_pg_database()
-    try:
+    with databases.database(kind, tmp_path_factory.mktemp("db")) as url:
         yield url
-    finally:
-        databases.drop_pg_database(name)
 
 
-def base_settings(database_url: str, data_dir: object, **overrides: Any) -> Settings:
-    """Test settings (fresh bus channel, fast sweeps) with ``overrides`` applied and
-    validated, as they would be from the environment."""
-    fields: dict[str, Any] = {
-        "data_dir": data_dir,
-        "database_url": database_url,
-        "jwt_secret": TEST_SECRET,
-        "broadcast_url": "memory://",
-        "broadcast_channel": f"mark1_test_{secrets.token_hex(6)}",
-        "gap_check_interval": 0.5,
-        "sweep_interval": 0.2,
-    }
-    return Settings(_env_file=None, **{**fields, **overrides})
+base_settings = make_settings
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from api.auth.tokens import mint_token
 from api.cli.server import RedactSecrets, redact
 from api.domain import Role
-from tests.conftest import TEST_SECRET
 from tests.security.conftest import base_settings
 from tests.security.support import still_serving
 from tests.support import databases
 from tests.support.graphql import WSClient, data, gql
-from tests.support.server import LiveServer, free_port, live_server
+from tests.support.server import TEST_SECRET, LiveServer, free_port, live_server
 
 LEAKY_WORDS = (
     "Traceback",
@@ -59,15 +58,8 @@ def assert_masked(body: dict[str, Any] | list[Any], *secrets_: str) -> None:
 @pytest.fixture(params=["sqlite", "postgres"])
 def private_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database of this test's own, so it may break it."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'private.db'}"
-        return
-    databases.require("PostgreSQL", databases.postgres_reachable())
-    url, name = databases.create_pg_database()
-    try:
+    with databases.database(request.param, tmp_path) as url:
         yield url
-    finally:
-        databases.drop_pg_database(name)
 
 
 async def test_a_dropped_table_is_a_masked_internal_error(private_db: str, tmp_path: Path) -> None:

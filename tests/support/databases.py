@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -71,3 +74,18 @@ def drop_pg_database(name: str) -> None:
             await conn.close()
 
     asyncio.run(go())
+
+
+@contextmanager
+def database(kind: str, directory: Path) -> Iterator[str]:
+    """A database of its own: a SQLite file in ``directory``, or a fresh PostgreSQL
+    database dropped afterwards (skipped, or failed under CI, when unreachable)."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{directory / 'mark1.db'}"
+        return
+    require("PostgreSQL", postgres_reachable())
+    url, name = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(name)

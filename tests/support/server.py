@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 import time
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import uvicorn
 
@@ -18,6 +20,24 @@ from api.cli.server import uvicorn_config
 from api.domain import Role
 from api.runtime import Runtime
 from api.settings import Settings
+
+# One secret for every test process; servers and minted tokens agree on it.
+TEST_SECRET = secrets.token_urlsafe(48)
+
+
+def make_settings(database_url: str, data_dir: object, **overrides: Any) -> Settings:
+    """Test settings (a bus channel of their own, fast sweeps and gap checks) with
+    ``overrides`` applied and validated, as they would be from the environment."""
+    fields: dict[str, Any] = {
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "jwt_secret": TEST_SECRET,
+        "broadcast_url": "memory://",
+        "broadcast_channel": f"mark1_test_{secrets.token_hex(6)}",
+        "gap_check_interval": 0.5,
+        "sweep_interval": 0.2,
+    }
+    return Settings(_env_file=None, **{**fields, **overrides})  # type: ignore[call-arg]
 
 
 def free_port() -> int:
