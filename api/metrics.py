@@ -6,6 +6,9 @@ from collections import Counter as Counter_
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from api.clock import utcnow
+from api.domain import EventRecord
+
 
 class Metrics:
     """One registry per app, so several apps in one process (tests) never collide."""
@@ -52,9 +55,12 @@ class Metrics:
         self.events_published.inc(count)
         self._published_by_tenant[tenant] += count
 
-    def delivered(self, tenant: str) -> None:
+    def delivered(self, record: EventRecord, *, live: bool) -> None:
+        """One event handed to one subscriber; live ones also time the fan-out."""
         self.events_delivered.inc()
-        self._delivered_by_tenant[tenant] += 1
+        self._delivered_by_tenant[record.tenant] += 1
+        if live:
+            self.fanout_latency.observe((utcnow() - record.occurred_at).total_seconds())
 
     def tenant_counts(self, tenant: str) -> tuple[int, int]:
         """Events published and delivered by this process for one tenant."""

@@ -12,7 +12,6 @@ from strawberry.types import Info as _Info
 from api.auth.principal import Principal
 from api.domain import AgentState, EventRecord, TaskState, WorkflowState
 from api.errors import Mark1Error, Unauthenticated
-from api.events.bus import latency_since
 from api.runtime import Runtime
 
 
@@ -56,10 +55,7 @@ class Context:
     def delivering(self, record: EventRecord, *, live: bool) -> None:
         """A subscription is about to send this event."""
         self.last_record = record
-        metrics = self.runtime.metrics
-        metrics.delivered(record.tenant)
-        if live:
-            metrics.fanout_latency.observe(latency_since(record))
+        self.runtime.metrics.delivered(record, live=live)
 
     def _loader(self, name: str) -> DataLoader[str, Any]:
         if self._loaders is None:

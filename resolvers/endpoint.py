@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 import orjson
 import strawberry
-from cross_web import HTTPException
 from graphql import (
     GraphQLError,
     GraphQLFormattedError,
@@ -22,6 +21,7 @@ from graphql import (
     OperationType,
     parse,
 )
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect

@@ -39,7 +39,6 @@ from strawberry.utils.aio import aclosing
 
 from api.domain import EventRecord
 from api.errors import SlowConsumer
-from api.events.bus import latency_since
 from api.metrics import Metrics
 from resolvers.context import Context
 
@@ -177,8 +176,7 @@ class Member:
                 payload, record = self._queue.popleft()
                 await self._send(f'{self._prefix}"next","payload":{payload}}}')
                 if record is not None:
-                    self._metrics.delivered(record.tenant)
-                    self._metrics.fanout_latency.observe(latency_since(record))
+                    self._metrics.delivered(record, live=True)
                     self.last_event_id = record.id
             if self._slow:
                 error = SlowConsumer(self.last_event_id)

@@ -19,7 +19,6 @@ from typing import Protocol
 
 from broadcaster._backends.base import BroadcastBackend
 
-from api.clock import utcnow
 from api.domain import EventRecord
 from api.events.backends import BackendLost, make_backend
 from api.events.codec import EventRef, decode, encode
@@ -227,10 +226,6 @@ class EventBus:
         for subscriber in list(self._subscribers.get(record.tenant, ())):
             if not subscriber.offer(record):
                 self._metrics.slow_consumers.inc()
-
-
-def latency_since(record: EventRecord) -> float:
-    return (utcnow() - record.occurred_at).total_seconds()
 
 
 def _redact(url: str) -> str:
