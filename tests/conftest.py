@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ from api.app import build_runtime
 from api.db.migrate import upgrade
 from api.runtime import Runtime
 from api.settings import Settings
-from tests.support import databases
+from tests.support import databases, server_logs
 from tests.support.server import LiveServer, live_server, make_settings
 
 
@@ -53,3 +53,20 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     finally:
         await rt.bus.stop()
         await rt.db.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    server_logs.test_started()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing test's report carries the logs of the server processes it used."""
+    report = yield
+    if report.failed:
+        for title, text in server_logs.sections():
+            report.sections.append((title, text))
+    return report

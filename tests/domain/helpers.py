@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 from sqlalchemy import select, update
 from sqlmodel import col
 
@@ -18,7 +13,6 @@ from api.db.events import EventQuery
 from api.db.models import AgentRow, EventRow, TaskRow, TenantCounter, WorkflowRow, WorkflowStepRow
 from api.domain import AgentState, EventRecord, Role
 from api.runtime import Runtime
-from tests.support import databases
 
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 
@@ -86,28 +80,3 @@ async def set_heartbeat(runtime: Runtime, agent_id: str, ago: timedelta) -> None
             .where(col(AgentRow.id) == agent_id)
             .values(last_heartbeat_at=datetime.now(UTC) - ago)
         )
-
-
-@asynccontextmanager
-async def fresh_database(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
-    """An empty database of the same kind, for tests whose background jobs sweep every tenant."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite+aiosqlite:///{tmp_path / 'isolated.db'}"
-        return
-    name = f"mark1_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(databases.PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base = databases.PG_ADMIN_DSN.rsplit("/", 1)[0].replace(
-        "postgresql://", "postgresql+asyncpg://"
-    )
-    try:
-        yield f"{base}/{name}"
-    finally:
-        admin = await asyncpg.connect(databases.PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()

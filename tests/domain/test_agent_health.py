@@ -20,11 +20,11 @@ from tests.domain.helpers import (
     as_agent,
     events,
     everything,
-    fresh_database,
     principal,
     register,
     set_heartbeat,
 )
+from tests.support.databases import fresh_database
 
 # With the default timeouts (30 s unhealthy, 120 s offline) these are unambiguous.
 UNHEALTHY_AGO = timedelta(seconds=60)

@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 
 from api.settings import Settings
-from tests.domain.helpers import fresh_database
 from tests.http.helpers import TASK_FIELDS, Api
+from tests.support.databases import fresh_database
 from tests.support.graphql import data
 from tests.support.server import live_server
+from tests.support.waiting import PATIENCE
 
 
 async def test_agent_lifecycle_through_every_task_mutation(api: Api) -> None:
@@ -221,8 +222,8 @@ async def test_background_sweeper_takes_silent_agent_offline_and_requeues(
         quick = settings.model_copy(
             update={
                 "database_url": url,
-                "heartbeat_timeout": 0.4,
-                "offline_after": 1.4,
+                "heartbeat_timeout": 1.0,
+                "offline_after": 4.0,
                 "sweep_interval": 0.1,
             }
         )
@@ -238,7 +239,7 @@ async def _go_silent(api: Api) -> None:
     await api.claim(agent["id"], token)
     query = "query($a: ID!) { agent(id: $a) { status currentTask { id } } }"
 
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + PATIENCE
     while (await api.ok(query, {"a": agent["id"]}))["agent"] != {
         "status": "OFFLINE",
         "currentTask": None,

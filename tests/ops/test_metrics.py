@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,6 +14,7 @@ from api.metrics import Metrics
 from api.settings import Settings
 from tests.support.graphql import WSClient, data, gql
 from tests.support.server import LiveServer, live_server
+from tests.support.waiting import PATIENCE, until
 
 EVENTS = "subscription { events { id type occurredAt } }"
 CREATE = "mutation($title: String!) { createTask(input: {title: $title}) { id } }"
@@ -42,13 +42,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
-async def until(check: Callable[[], bool], what: str, within: float = 10) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 async def system_metrics(live: LiveServer, token: str) -> dict[str, Any]:
     result: dict[str, Any] = data(await gql(live.url, SYSTEM_METRICS, token=token))["systemMetrics"]
     return result
@@ -60,7 +53,7 @@ async def test_metrics_and_system_metrics_report_sockets_subscriptions_and_event
     operator = server.token("OPERATOR", tenant=tenant)
     async with await WSClient.connect(server.ws_url, operator) as ws:
         await ws.subscribe("1", EVENTS)
-        await until(lambda: server.runtime.bus.subscriber_count == 1, "the subscription")
+        await until(lambda: server.runtime.bus.subscriber_count == 1, what="the subscription")
         for title in ("a", "b", "c"):
             data(await gql(server.url, CREATE, {"title": title}, token=operator))
         received = [await ws.next_for("1") for _ in range(3)]
@@ -91,7 +84,8 @@ async def test_closing_the_socket_brings_the_gauges_back_to_zero(
         await ws.subscribe("1", EVENTS)
         await ws.subscribe("2", EVENTS)
         await until(
-            lambda: Metrics.value(server.runtime.metrics.subscriptions) == 2, "two subscriptions"
+            lambda: Metrics.value(server.runtime.metrics.subscriptions) == 2,
+            what="two subscriptions",
         )
         open_ = await scrape(server)
 
@@ -99,7 +93,7 @@ async def test_closing_the_socket_brings_the_gauges_back_to_zero(
         s = await scrape(server)
         return value(s, "mark1_websockets_open"), value(s, "mark1_subscriptions_active")
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + PATIENCE
     while await gauges() != (0, 0):
         assert time.monotonic() < deadline, await gauges()
         await asyncio.sleep(0.05)
@@ -116,7 +110,7 @@ async def test_a_slow_consumer_dropped_is_counted(settings: Settings, tenant: st
         operator = live.token("OPERATOR", tenant=tenant)
         async with await WSClient.connect(live.ws_url, operator) as ws:
             await ws.subscribe("1", EVENTS)
-            await until(lambda: live.runtime.bus.subscriber_count == 1, "the subscription")
+            await until(lambda: live.runtime.bus.subscriber_count == 1, what="the subscription")
             body = await gql(
                 live.url,
                 'mutation { startWorkflow(input: {name: "w", steps: [{name: "s"}]}) { id } }',

@@ -10,8 +10,9 @@ import pytest
 
 from api.metrics import Metrics
 from api.settings import Settings
-from tests.realtime.wire import PROTOCOLS, Protocol, until
+from tests.realtime.wire import PROTOCOLS, Protocol
 from tests.support.server import LiveServer, live_server, make_settings
+from tests.support.waiting import PATIENCE, until
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def serving(settings: Settings, **overrides: Any) -> Iterator[LiveServer]:
         yield live
 
 
-async def subscribed(server: LiveServer, count: int, within: float = 5) -> None:
+async def subscribed(server: LiveServer, count: int, within: float = PATIENCE) -> None:
     """Wait until exactly ``count`` subscription operations receive live events.
 
     Reads the ``subscriptions`` gauge (active operations, counted once each has joined
@@ -61,7 +62,7 @@ async def subscribed(server: LiveServer, count: int, within: float = 5) -> None:
     )
 
 
-async def nothing_left(server: LiveServer, within: float = 5) -> None:
+async def nothing_left(server: LiveServer, within: float = PATIENCE) -> None:
     """Wait until the server holds no subscriber, subscription or socket."""
     rt = server.runtime
 

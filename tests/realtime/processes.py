@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from api.settings import Settings
+from tests.support import server_logs
 from tests.support.server import TEST_SECRET, free_port, mint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +94,7 @@ def serve_clusters(
         **{f"MARK1_{k.upper()}": v for k, v in extra.items()},
     )
     clusters: dict[str, list[Process]] = {}
+    logs = contextlib.ExitStack()
     try:
         for name, broadcast_url in broadcast_urls.items():
             env = dict(
@@ -101,6 +103,8 @@ def serve_clusters(
                 MARK1_BROADCAST_CHANNEL=f"mark1_test_{secrets.token_hex(6)}",
             )
             clusters[name] = [_spawn(f"{name}-{i}", env, work_dir, settings) for i in range(size)]
+            for i, process in enumerate(clusters[name]):
+                logs.enter_context(server_logs.registered(f"serve {name}-{i}", process.output))
         for processes in clusters.values():
             for process in processes:
                 _wait_ready(process)
@@ -109,6 +113,7 @@ def serve_clusters(
         for processes in clusters.values():
             for process in processes:
                 _stop(process.proc)
+        logs.close()
 
 
 def _spawn(label: str, env: dict[str, str], work_dir: Path, settings: Settings) -> Process:

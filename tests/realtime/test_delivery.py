@@ -103,7 +103,11 @@ async def test_a_lost_publish_is_filled_from_the_outbox_when_the_next_event_reve
             filled = Metrics.value(server.runtime.metrics.gaps_filled)
             lossy = DroppingPublisher(server.runtime.bus, drop={1})
             await commit_tasks(server, tenant, 4, publisher=lossy)
-            ids = await _ids(ws, "live", 4, within=5)
+            ids = await _ids(
+                ws,
+                "live",
+                4,
+            )
             titles = [(await ws.field("tasks"))["title"] for _ in range(4)]
             await ws.silent("live", 0.2)
         assert Metrics.value(server.runtime.metrics.gaps_filled) > filled
@@ -122,7 +126,11 @@ async def test_a_lost_last_publish_is_delivered_by_the_periodic_head_check(
         await subscribed(server, 1)
         lossy = DroppingPublisher(server.runtime.bus, drop={2})
         await commit_tasks(server, tenant, 3, publisher=lossy)
-        ids = await _ids(ws, "live", 3, within=5)  # head check every 0.5 s
+        ids = await _ids(
+            ws,
+            "live",
+            3,
+        )  # head check every 0.5 s
         await ws.silent("live", 0.2)
     assert lossy.dropped == [3]
     assert ids == [1, 2, 3]
@@ -155,7 +163,11 @@ async def test_reordered_and_repeated_publishes_are_delivered_once_in_order_with
                 publisher=ReorderingPublisher(server.runtime.bus),
                 per_transaction=3,
             )
-            ids = await _ids(ws, "live", 3, within=5)
+            ids = await _ids(
+                ws,
+                "live",
+                3,
+            )
             await ws.silent("live", 0.3)
         assert Metrics.value(server.runtime.metrics.slow_consumers) == 0
     assert ids == [1, 2, 3]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from api.settings import Settings
 from tests.realtime.activity import Tenant
 from tests.realtime.conftest import serving, subscribed
 from tests.realtime.wire import Protocol, Socket
+from tests.support.databases import fresh_database
 from tests.support.server import LiveServer
 
 TASK_UPDATES = """
@@ -137,19 +139,29 @@ async def test_agent_status_sends_registration_and_every_status_change(
 
 
 async def test_agent_status_follows_health_changes_made_by_the_sweeper(
-    settings: Settings, tenant: str
+    settings: Settings, tenant: str, tmp_path: Path
 ) -> None:
-    with serving(settings, heartbeat_timeout=0.5, offline_after=1.5, sweep_interval=0.05) as server:
-        t = Tenant(server, tenant)
-        viewer = server.token("VIEWER", tenant=tenant)
-        async with await Socket.open(server.ws_url, viewer) as ws:
-            await ws.subscribe("all", AGENT_STATUS)
-            await subscribed(server, 1)
-            agent = await t.register_agent("sleepy")
-            statuses = [(await ws.field("all", within=5))["status"] for _ in range(3)]
-            await agent.heartbeat()
-            statuses.append((await ws.field("all"))["status"])
-            await ws.silent("all", 0.2)
+    # A database of its own: the sweeper acts on every tenant's agents, and on the shared
+    # one it would first work through every earlier test's agents. The timeouts leave
+    # seconds between the two transitions, so a loaded machine cannot skip UNHEALTHY.
+    async with fresh_database(settings.resolved_database_url, tmp_path) as url:
+        with serving(
+            settings,
+            database_url=url,
+            heartbeat_timeout=1.0,
+            offline_after=4.0,
+            sweep_interval=0.05,
+        ) as server:
+            t = Tenant(server, tenant)
+            viewer = server.token("VIEWER", tenant=tenant)
+            async with await Socket.open(server.ws_url, viewer) as ws:
+                await ws.subscribe("all", AGENT_STATUS)
+                await subscribed(server, 1)
+                agent = await t.register_agent("sleepy")
+                statuses = [(await ws.field("all", within=20))["status"] for _ in range(3)]
+                await agent.heartbeat()
+                statuses.append((await ws.field("all", within=20))["status"])
+                await ws.silent("all", 0.2)
 
     assert statuses == ["ONLINE", "UNHEALTHY", "OFFLINE", "ONLINE"]
 

@@ -13,12 +13,13 @@ import contextlib
 import json
 import socket
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlparse
 
 import websockets
 from websockets.exceptions import ConnectionClosed
+
+from tests.support.waiting import PATIENCE
 
 Protocol = Literal["graphql-transport-ws", "graphql-ws"]
 
@@ -131,15 +132,15 @@ class Socket:
     def resume(self) -> None:
         self._reading.set()
 
-    async def control_message(self, within: float = 5) -> Message:
+    async def control_message(self, within: float = PATIENCE) -> Message:
         """The next message without an operation id (ack, pong, connection_error)."""
         return await _get(self.control, within, "a control message")
 
-    async def message(self, op: str, within: float = 5) -> Message:
+    async def message(self, op: str, within: float = PATIENCE) -> Message:
         """The next message for operation ``op``, whatever its type."""
         return await _get(self._ops[op], within, f"a message for operation {op!r}")
 
-    async def next(self, op: str, within: float = 5) -> Any:
+    async def next(self, op: str, within: float = PATIENCE) -> Any:
         """The data of the next result for ``op``; fails on errors or completion."""
         message = await self.message(op, within)
         if message["type"] not in ("next", "data"):
@@ -149,13 +150,13 @@ class Socket:
             raise ProtocolError(f"result for {op!r} has errors: {payload['errors']}")
         return payload["data"]
 
-    async def field(self, op: str, within: float = 5) -> Any:
+    async def field(self, op: str, within: float = PATIENCE) -> Any:
         """The one root field of the next result for ``op``."""
         data = await self.next(op, within)
         (value,) = data.values()
         return value
 
-    async def error(self, op: str, within: float = 5) -> dict[str, Any]:
+    async def error(self, op: str, within: float = PATIENCE) -> dict[str, Any]:
         """The first GraphQL error that ends ``op`` (an ``error`` message)."""
         message = await self.message(op, within)
         if message["type"] != "error":
@@ -165,7 +166,7 @@ class Socket:
         first: dict[str, Any] = payload[0] if isinstance(payload, list) else payload
         return first
 
-    async def failure(self, op: str, within: float = 5) -> dict[str, Any]:
+    async def failure(self, op: str, within: float = PATIENCE) -> dict[str, Any]:
         """The first error of an operation that ends because of it.
 
         graphql-transport-ws ends it with one ``error`` message (PROTOCOL.md). The
@@ -185,7 +186,7 @@ class Socket:
         first: dict[str, Any] = message["payload"]["errors"][0]
         return first
 
-    async def completed(self, op: str, within: float = 5) -> None:
+    async def completed(self, op: str, within: float = PATIENCE) -> None:
         message = await self.message(op, within)
         if message["type"] != "complete":
             raise ProtocolError(f"expected complete for {op!r}, got {message}")
@@ -199,7 +200,7 @@ class Socket:
     def pending(self, op: str) -> int:
         return self._ops[op].qsize()
 
-    async def closed(self, within: float = 5) -> tuple[int | None, str]:
+    async def closed(self, within: float = PATIENCE) -> tuple[int | None, str]:
         """Wait for the server to close; returns (code, reason)."""
         await asyncio.wait_for(self._closed.wait(), within)
         received = self.ws.protocol.close_rcvd
@@ -239,12 +240,3 @@ async def _get(queue: asyncio.Queue[Message], within: float, what: str) -> Messa
         return await asyncio.wait_for(queue.get(), within)
     except TimeoutError:
         raise ProtocolError(f"timed out after {within}s waiting for {what}") from None
-
-
-async def until(condition: Callable[[], bool], within: float = 5, what: str = "") -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what or condition}")
-        await asyncio.sleep(0.01)

@@ -10,7 +10,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,19 +23,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.support.graphql import WSClient, data, gql
 from tests.support.server import LiveServer
+from tests.support.waiting import PATIENCE
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
-async def until(predicate: Callable[[], bool], within: float = 5, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def closed_with(ws: websockets.ClientConnection, within: float = 5) -> int | None:
+async def closed_with(ws: websockets.ClientConnection, within: float = PATIENCE) -> int | None:
     """Read until the server closes the socket; the close code it sent."""
     try:
         async with asyncio.timeout(within):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -49,31 +49,55 @@ def redis_reachable() -> bool:
         return False
 
 
+async def _create_pg(name: str) -> str:
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+
+
+async def _drop_pg(name: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def _new_name() -> str:
+    return f"mark1_test_{uuid.uuid4().hex[:12]}"
+
+
 def create_pg_database() -> tuple[str, str]:
     """A new empty database; returns (sqlalchemy url, name)."""
-    name = f"mark1_test_{uuid.uuid4().hex[:12]}"
-
-    async def go() -> None:
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
-    return f"{base.replace('postgresql://', 'postgresql+asyncpg://')}/{name}", name
+    name = _new_name()
+    return asyncio.run(_create_pg(name)), name
 
 
 def drop_pg_database(name: str) -> None:
-    async def go() -> None:
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    asyncio.run(_drop_pg(name))
 
-    asyncio.run(go())
+
+@asynccontextmanager
+async def fresh_database(database_url: str, directory: Path) -> AsyncIterator[str]:
+    """An empty database of the same kind as ``database_url``, dropped afterwards.
+
+    For tests whose server's background jobs act on every tenant (the heartbeat
+    sweeper) or that count process-wide figures: on the shared database they would
+    meet every earlier test's agents and events.
+    """
+    if database_url.startswith("sqlite"):
+        yield f"sqlite+aiosqlite:///{directory / f'{_new_name()}.db'}"
+        return
+    name = _new_name()
+    url = await _create_pg(name)
+    try:
+        yield url
+    finally:
+        await _drop_pg(name)
 
 
 @contextmanager

@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import websockets
 
+from tests.support.waiting import PATIENCE
+
 
 async def gql(
     url: str,
@@ -63,7 +65,7 @@ class WSClient:
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(message))
 
-    async def recv(self, within: float = 5) -> dict[str, Any]:
+    async def recv(self, within: float = PATIENCE) -> dict[str, Any]:
         """The next message, or TimeoutError after ``within`` seconds."""
         async with asyncio.timeout(within):
             raw = await self.ws.recv()
@@ -79,7 +81,7 @@ class WSClient:
             }
         )
 
-    async def next_for(self, id: str, within: float = 5) -> dict[str, Any]:
+    async def next_for(self, id: str, within: float = PATIENCE) -> dict[str, Any]:
         """The next message for one operation (others are dropped)."""
         async with asyncio.timeout(within):
             while True:

@@ -26,8 +26,14 @@ TEST_SECRET = secrets.token_urlsafe(48)
 
 
 def make_settings(database_url: str, data_dir: object, **overrides: Any) -> Settings:
-    """Test settings (a bus channel of their own, fast sweeps and gap checks) with
-    ``overrides`` applied and validated, as they would be from the environment."""
+    """Test settings (a bus channel of their own, fast gap checks) with ``overrides``
+    applied and validated, as they would be from the environment.
+
+    The background sweeper is off: it sweeps every tenant, so on the shared database a
+    test's server would act on every earlier test's agents (and publish their events
+    into its counters). Tests of the sweeper set ``sweep_interval`` on a
+    ``fresh_database``.
+    """
     fields: dict[str, Any] = {
         "data_dir": data_dir,
         "database_url": database_url,
@@ -35,7 +41,7 @@ def make_settings(database_url: str, data_dir: object, **overrides: Any) -> Sett
         "broadcast_url": "memory://",
         "broadcast_channel": f"mark1_test_{secrets.token_hex(6)}",
         "gap_check_interval": 0.5,
-        "sweep_interval": 0.2,
+        "sweep_interval": 86_400.0,
     }
     return Settings(_env_file=None, **{**fields, **overrides})  # type: ignore[call-arg]
 

@@ -1,0 +1,23 @@
+"""Waiting for conditions, never for time: one polling helper and one ceiling.
+
+The ceiling only bounds how long a failing test hangs; a passing test returns as soon
+as its condition holds. It is generous because the suite must pass with the other
+core loaded by a CPU hog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+PATIENCE = 20.0
+
+
+async def until(condition: Callable[[], bool], within: float = PATIENCE, what: str = "") -> None:
+    """Poll ``condition`` until it holds; fail after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what or condition}")
+        await asyncio.sleep(0.01)
