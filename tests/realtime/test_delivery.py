@@ -11,8 +11,9 @@ from api.metrics import Metrics
 from api.settings import Settings
 from tests.realtime.activity import DroppingPublisher, Tenant, commit_tasks
 from tests.realtime.conftest import nothing_left, serving, subscribed
-from tests.realtime.wire import Socket, until
+from tests.realtime.wire import Socket
 from tests.support.server import LiveServer
+from tests.support.waiting import until
 
 IDS = "subscription($after: ID) { events(after: $after) { id } }"
 
@@ -48,7 +49,7 @@ async def test_events_after_replays_then_goes_live_with_no_gap_or_duplicate_whil
     bus = server.runtime.bus
     viewer = server.token("VIEWER", tenant=tenant)
     async with await Socket.open(server.ws_url, viewer) as ws:
-        await until(lambda: bus.last_seen(tenant) >= 525, 10, "the writers under way")
+        await until(lambda: bus.last_seen(tenant) >= 525, what="the writers under way")
         await ws.subscribe("all", IDS, {"after": "0"})
         await ws.subscribe("tail", IDS, {"after": "510"})
         await ws.subscribe("live", IDS)

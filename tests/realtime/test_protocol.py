@@ -12,8 +12,9 @@ from api.settings import Settings
 from resolvers.endpoint import CloseCode
 from tests.realtime.activity import Tenant
 from tests.realtime.conftest import nothing_left, serving, subscribed
-from tests.realtime.wire import LEGACY_WS, TRANSPORT_WS, Protocol, Socket, until
+from tests.realtime.wire import LEGACY_WS, TRANSPORT_WS, Protocol, Socket
 from tests.support.server import LiveServer, mint
+from tests.support.waiting import until
 
 EVENTS = "subscription { events { id type } }"
 
@@ -250,4 +251,4 @@ async def test_a_bad_token_in_the_payload_is_not_rescued_by_a_good_header(
 
 async def test_the_legacy_protocol_acknowledges_then_sends_keep_alives(server: LiveServer) -> None:
     async with await Socket.open(server.ws_url, server.token("VIEWER"), protocol=LEGACY_WS) as ws:
-        await until(lambda: ws.keep_alives > 0, 5, "a ka message")
+        await until(lambda: ws.keep_alives > 0, what="a ka message")

@@ -32,9 +32,10 @@ from graphql import GraphQLObjectType
 
 from api.metrics import Metrics
 from resolvers.schema import build_schema
-from tests.security.support import closed_with, until
+from tests.security.support import closed_with
 from tests.support.graphql import WSClient, data, gql
 from tests.support.server import LiveServer
+from tests.support.waiting import until
 
 OK, U, F, NF = "OK", "UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND"
 ROLES = ["none", "VIEWER", "OPERATOR", "AGENT", "AGENT_OTHER", "ADMIN"]
@@ -382,7 +383,7 @@ async def _ws(w: World, name: str, call: Call, token: str | None) -> tuple[str, 
                 message = await ws.next_for("op", within=0.05)
             except TimeoutError:
                 joined = Metrics.value(metrics.subscriptions) > before
-    await until(lambda: Metrics.value(metrics.subscriptions) == before, 5, "subscription cleanup")
+    await until(lambda: Metrics.value(metrics.subscriptions) == before, what="subscription cleanup")
     if message is None:
         return OK, None
     if message["type"] == "error":
