@@ -30,8 +30,8 @@ from api.services.tasks import TaskService
 from api.services.unit import UnitOfWork
 from api.services.workflows import WorkflowService
 from api.settings import Settings
-from resolvers.endpoint import GraphQLEndpoint
 from resolvers.schema import build_schema
+from resolvers.transport import GraphQLEndpoint
 
 log = logging.getLogger(__name__)
 

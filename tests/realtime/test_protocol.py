@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from api.settings import Settings
-from resolvers.endpoint import CloseCode
+from resolvers.transport import CloseCode
 from tests.realtime.activity import Tenant
 from tests.realtime.conftest import nothing_left, serving, subscribed
 from tests.realtime.wire import LEGACY_WS, TRANSPORT_WS, Protocol, Socket

@@ -1,0 +1,158 @@
+"""The legacy graphql-ws protocol handler (subscriptions-transport-ws clients).
+
+Data flow of one socket: ``handle`` arms the connection_init deadline (4408),
+which strawberry's legacy handler lacks; ``handle_message`` refuses a
+malformed message with ``connection_error`` and 4400; ``connection_init`` is
+authenticated by the endpoint's socket policy (4403 on refusal); ``start``
+over MAX_SUBSCRIPTIONS_PER_SOCKET gets ``error`` RATE_LIMITED. Each operation
+runs in ``handle_async_results``: subscriptions only (a document that cannot
+run gets ``error``), its stream closed however the task ends, then
+``complete``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from graphql import OperationType
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import CompleteMessage, ErrorMessage
+from strawberry.types.execution import PreExecutionError
+from strawberry.utils.aio import aclosing
+
+from resolvers.context import Context
+from resolvers.transport.admission import (
+    DocumentRejected,
+    chosen_operation,
+    operation_limit_error,
+    over_limit,
+    well_formed,
+)
+from resolvers.transport.policy import CloseCode
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """The legacy graphql-ws protocol (subscriptions-transport-ws clients)."""
+
+    async def handle(self) -> None:
+        # strawberry's legacy handler waits for connection_init for ever; an
+        # unauthenticated socket gets the same deadline as graphql-transport-ws.
+        timer = asyncio.create_task(self._connection_init_deadline())
+        try:
+            await super().handle()
+        finally:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+
+    async def _connection_init_deadline(self) -> None:
+        await asyncio.sleep(self.view.runtime.settings.ws_init_timeout)  # type: ignore[attr-defined]
+        if not self.connection_acknowledged:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(
+                    CloseCode.CONNECTION_INIT_TIMEOUT, "Connection initialisation timeout"
+                )
+
+    async def handle_message(self, message: Any) -> None:
+        if not well_formed(message, legacy=True):
+            await self.send_message(
+                {"type": "connection_error", "payload": {"message": "Invalid message"}}
+            )
+            await self.websocket.close(CloseCode.BAD_REQUEST, "Invalid message")
+            return
+        await super().handle_message(message)
+
+    async def handle_start(self, message: Any) -> None:
+        limit = self.max_subscriptions_per_connection
+        id = message.get("id")
+        if self.connection_acknowledged and over_limit(limit, id, self.tasks):
+            assert limit is not None
+            await self.send_message(
+                ErrorMessage(type="error", id=id, payload=operation_limit_error(limit))
+            )
+            return
+        await super().handle_start(message)
+
+    async def handle_connection_init(self, message: Any) -> None:
+        payload = message.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            await self.send_message(
+                {"type": "connection_error", "payload": {"message": "Invalid payload"}}
+            )
+            await self.websocket.close(CloseCode.BAD_REQUEST, "Invalid connection init payload")
+            return
+        self.context.connection_params = payload or {}
+        try:
+            await self.view.on_ws_connect(self.context)
+        except ConnectionRejectionError as exc:
+            await self.send_message(
+                {
+                    "type": "connection_error",
+                    "payload": {"message": str(exc.payload.get("message", "Forbidden"))},
+                }
+            )
+            await self.websocket.close(CloseCode.FORBIDDEN, "Forbidden")
+            return
+        await self.send_message({"type": "connection_ack"})
+        # strawberry's handle_start closes with 4401 until this is set.
+        self.connection_acknowledged = True
+        if self.keep_alive:
+            keep_alive_handler = self.handle_keep_alive()
+            self.keep_alive_task = asyncio.create_task(keep_alive_handler)
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        settings = self.view.runtime.settings  # type: ignore[attr-defined]
+        try:
+            kind = chosen_operation(query, operation_name, max_tokens=settings.max_tokens)
+            if kind is not OperationType.SUBSCRIPTION:
+                raise DocumentRejected("The legacy graphql-ws protocol runs subscriptions only")
+        except DocumentRejected as rejected:
+            # As subscriptions-transport-ws's own server: a document that cannot run
+            # gets `error` (strawberry would let a syntax error kill the task silently).
+            self.tasks.pop(operation_id, None)
+            await self.send_message(
+                ErrorMessage(type="error", id=operation_id, payload=rejected.error)
+            )
+            return
+        try:
+            result_source = await self.schema.subscribe(
+                query=query,
+                variable_values=variables,
+                operation_name=operation_name,
+                context_value=self.context,
+                root_value=self.root_value,
+            )
+            self.subscriptions[operation_id] = result_source
+            # strawberry's own loop leaves the stream open when a send fails (the client
+            # just went away): its bus subscription then lives on until the garbage
+            # collector finds it. Close it however this task ends.
+            async with aclosing(result_source):
+                first = True
+                async for result in result_source:
+                    if first and isinstance(result, PreExecutionError):
+                        assert result.errors
+                        await self.send_message(
+                            ErrorMessage(
+                                type="error", id=operation_id, payload=result.errors[0].formatted
+                            )
+                        )
+                        return
+                    first = False
+                    await self.send_data_message(result, operation_id)
+            await self.send_message(CompleteMessage(type="complete", id=operation_id))
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self.send_message(CompleteMessage(type="complete", id=operation_id))
+            raise
+        finally:
+            self.subscriptions.pop(operation_id, None)
+            self.tasks.pop(operation_id, None)

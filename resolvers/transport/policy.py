@@ -1,0 +1,158 @@
+"""Socket policy: who may hold a WebSocket on /graphql, how big its messages, how many, how long.
+
+Data flow of one socket: the handshake's Origin is checked (``origin_allowed``);
+every frame read goes through ``SizedAdapter`` (1009 above MAX_MESSAGE_BYTES);
+``connection_init`` reaches ``SocketPolicy.admit``, which verifies the token
+(connection params first, then the handshake header), takes one of the
+subject's MAX_SOCKETS_PER_SUBJECT slots and arms a timer that closes the
+socket with 4403 at the token's ``exp``. ``SocketPolicy.held`` spans the
+socket's life: it counts it in the ``sockets`` gauge and, however it ends,
+cancels the timer and gives the slot back. Refusals become strawberry's
+ConnectionRejectionError, which the protocol handlers turn into 4403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from enum import IntEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.websockets import WebSocket
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
+
+from api.auth.principal import Principal
+from api.auth.tokens import parse_bearer
+from api.clock import utcnow
+from api.errors import Mark1Error, Unauthenticated
+from api.runtime import Runtime
+from resolvers.context import Context
+
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes of graphql-ws PROTOCOL.md and RFC 6455 (strawberry sends some)."""
+
+    MESSAGE_TOO_BIG = 1009
+    BAD_REQUEST = 4400
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    CONNECTION_INIT_TIMEOUT = 4408
+    TOO_MANY_SOCKETS = 4429
+
+
+class SizedAdapter(ASGIWebSocketAdapter):
+    """Closes the socket with 1009 when a message exceeds MAX_MESSAGE_BYTES."""
+
+    async def iter_json(
+        self, *, ignore_parsing_errors: bool = False
+    ) -> AsyncGenerator[object, None]:
+        limit = self.view.runtime.settings.max_message_bytes  # type: ignore[attr-defined]
+        ws = self.ws
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                raise NonTextMessageReceived
+            if len(text.encode()) > limit:
+                await ws.close(CloseCode.MESSAGE_TOO_BIG, "Message too big")
+                return
+            try:
+                yield self.view.decode_json(text)
+            except ValueError:
+                if not ignore_parsing_errors:
+                    raise NonJsonMessageReceived from None
+
+
+def origin_allowed(origin: str, configured: Callable[[str], bool]) -> bool:
+    """Whether a cross-origin page may open a socket (no Origin, or same origin, pass before).
+
+    Pages on this machine (any port) and the ``configured`` origins may; any
+    other page would ride its visitor's credentials (cross-site WebSocket hijacking).
+    """
+    try:
+        parts = urlsplit(origin.strip())
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return False
+    if parts.scheme in ("http", "https") and parts.hostname in _LOCAL_HOSTS:
+        return True
+    return configured(origin)
+
+
+class SocketPolicy:
+    """Authentication, per-subject accounting and expiry of the sockets of one endpoint."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._sockets_by_subject: Counter[str] = Counter()
+
+    async def admit(self, context: Context) -> dict[str, Any]:
+        """Authenticate ``connection_init``; the result is the ``connection_ack`` payload.
+
+        Raises ConnectionRejectionError (4403) for a bad or missing token, a
+        second connection_init, or a subject over MAX_SOCKETS_PER_SUBJECT.
+        """
+        params = context.connection_params or {}
+        raw = next((v for k, v in params.items() if k.lower() == "authorization"), None)
+        if raw is None:
+            raw = context.request.headers.get("authorization")
+        try:
+            if not isinstance(raw, str | None):
+                raise Unauthenticated("authorization must be a string")
+            token = parse_bearer(raw)
+            if token is None:
+                raise Unauthenticated("Authentication required")
+            principal = await self._runtime.verifier.verify(token)
+        except Mark1Error as exc:
+            raise ConnectionRejectionError({"message": exc.message}) from exc
+        socket = context.request
+        assert isinstance(socket, WebSocket)
+        if getattr(socket.state, "mark1_subject", None) is not None:
+            # The legacy protocol lets a client send connection_init again; counting the
+            # socket twice would leak a slot of MAX_SOCKETS_PER_SUBJECT for good.
+            raise ConnectionRejectionError({"message": "Already initialised"})
+        limit = self._runtime.settings.max_sockets_per_subject
+        if self._sockets_by_subject[principal.subject] >= limit:
+            raise ConnectionRejectionError({"message": "Too many sockets for this subject"})
+        context.principal_or_none = principal
+        self._sockets_by_subject[principal.subject] += 1
+        socket.state.mark1_expiry = asyncio.create_task(_close_at_expiry(socket, principal))
+        socket.state.mark1_subject = principal.subject
+        return {"tenant": principal.tenant}
+
+    @contextlib.asynccontextmanager
+    async def held(self, socket: WebSocket) -> AsyncIterator[None]:
+        """The socket's life: counted while open; its timer and slot freed however it ends."""
+        metrics = self._runtime.metrics
+        metrics.sockets.inc()
+        try:
+            yield
+        finally:
+            metrics.sockets.dec()
+            expiry = getattr(socket.state, "mark1_expiry", None)
+            if expiry is not None:
+                expiry.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await expiry
+            subject = getattr(socket.state, "mark1_subject", None)
+            if subject is not None:
+                self._sockets_by_subject[subject] -= 1
+                if self._sockets_by_subject[subject] <= 0:
+                    del self._sockets_by_subject[subject]
+
+
+async def _close_at_expiry(socket: WebSocket, principal: Principal) -> None:
+    """Close the socket with 4403 at the token's ``exp`` (no leeway for open sockets)."""
+    # Principal clamps exp to year 9999, which event-loop timers still take.
+    await asyncio.sleep(max((principal.expires_at - utcnow()).total_seconds(), 0))
+    with contextlib.suppress(Exception):
+        await socket.close(CloseCode.FORBIDDEN, "Token expired")

@@ -1,0 +1,116 @@
+"""The graphql-transport-ws protocol handler (graphql-ws PROTOCOL.md).
+
+Data flow of one message: ``handle_message`` refuses a malformed one with
+4400 (admission.well_formed); ``subscribe`` over MAX_SUBSCRIPTIONS_PER_SOCKET
+gets ``error`` RATE_LIMITED and the others go on; strawberry then starts the
+operation. ``run_operation`` hands live-only subscriptions to the endpoint's
+multiplexer (one execution shared by identical operations) and everything
+else to strawberry, whose results pass through ``_send_result_stream``: a
+document that cannot run, fails validation, or whose subscription resolver
+raises ends with ``error``; the socket stays open.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from graphql import OperationType
+from starlette.websockets import WebSocketDisconnect
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ErrorMessage
+from strawberry.types.execution import ExecutionResult, PreExecutionError
+
+from resolvers.context import Context
+from resolvers.transport.admission import (
+    DocumentRejected,
+    chosen_operation,
+    operation_limit_error,
+    over_limit,
+    well_formed,
+)
+
+if TYPE_CHECKING:
+    from resolvers.transport.endpoint import GraphQLEndpoint
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws, where a stream that dies of an error ends with ``error``."""
+
+    async def handle_message(self, message: Any) -> None:
+        if not well_formed(message, legacy=False):
+            await self.handle_invalid_message("Invalid message")
+            return
+        await super().handle_message(message)
+
+    async def handle_subscribe(self, message: Any) -> None:
+        # strawberry refuses the operation over the limit with an error that has no
+        # code; ours says RATE_LIMITED (DESIGN: the others go on).
+        limit = self.max_subscriptions_per_connection
+        id = message.get("id")
+        if self.connection_acknowledged and over_limit(limit, id, self.operations):
+            assert limit is not None
+            await self.send_message(
+                ErrorMessage(id=id, type="error", payload=[operation_limit_error(limit)])
+            )
+            return
+        await super().handle_subscribe(message)
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        """Identical live subscriptions share one execution (resolvers/multiplex.py)."""
+        view: GraphQLEndpoint = self.view  # type: ignore[assignment]
+        key = None
+        if self.context.principal_or_none is not None:
+            key = view.multiplexer.key(
+                operation.query, operation.variables, operation.operation_name, self.context
+            )
+        if key is None:
+            await super().run_operation(operation)
+            return
+        socket = self.websocket.ws  # type: ignore[attr-defined]
+        try:
+            await view.multiplexer.serve(
+                key,
+                operation.id,
+                socket.send_text,
+                context=self.context,
+                query=operation.query,
+                variables=operation.variables,
+                operation_name=operation.operation_name,
+            )
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the socket went away; handle() cleans up the rest
+        finally:
+            if self.operations.get(operation.id) is operation:
+                self.forget_id(operation.id)
+
+    async def _send_result_stream(self, operation: Any, result_source: Any) -> None:
+        settings = self.view.runtime.settings  # type: ignore[attr-defined]
+        try:
+            kind = chosen_operation(
+                operation.query, operation.operation_name, max_tokens=settings.max_tokens
+            )
+        except DocumentRejected as rejected:
+            # PROTOCOL.md: an operation that cannot run gets `error`; the socket
+            # and its other operations go on.
+            await operation.send_operation_message(
+                ErrorMessage(id=operation.id, type="error", payload=[rejected.error])
+            )
+            return
+        first = True
+        async for result in result_source:
+            if first and isinstance(result, PreExecutionError):
+                # Validation failed: `error`, and the socket stays open.
+                await operation.send_initial_errors(result.errors)
+                return
+            if not isinstance(result, ExecutionResult):
+                await self._reject_incremental_delivery(operation)
+                return
+            first = False
+            if kind is OperationType.SUBSCRIPTION and result.data is None and result.errors:
+                # The resolver raised: per PROTOCOL.md this ends the operation with `error`.
+                await operation.send_initial_errors(result.errors)
+                return
+            await operation.send_next(result)
