@@ -183,10 +183,14 @@ def db_history() -> None:
         typer.echo(f"{rev.down or '<base>'} -> {rev.id}{label}: {rev.title}")
 
 
-@db_app.command("downgrade")
+# ignore_unknown_options: so "-1" (one step down, as alembic spells it) is the argument.
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(
     revision: Annotated[
-        str, typer.Argument(help="Revision to go back to: an id, -1 for one step, or base.")
+        str,
+        typer.Argument(
+            metavar="REVISION", help="Revision to go back to: an id, -1 for one step, or base."
+        ),
     ],
 ) -> None:
     """Undo migrations on MARK1_DATABASE_URL down to REVISION (data in dropped tables is lost)."""
