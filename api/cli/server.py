@@ -50,6 +50,7 @@ def app_from_env() -> object:
 
 def run_server(settings: Settings) -> None:
     config = uvicorn_config(settings)  # configures logging, the root logger included
+    logging.captureWarnings(True)  # a warning is a log line too (one JSON object in json)
     log.info("Mark-1 Realtime on http://%s:%s/graphql", settings.host, settings.port)
     server = uvicorn.Server(config)
     if settings.workers > 1:

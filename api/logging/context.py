@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from contextvars import ContextVar
+from contextvars import Context, ContextVar, copy_context
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,6 +51,20 @@ def bind_operation(id: str, name: str | None = None) -> None:
     """Called at the start of the task that runs one WebSocket operation."""
     operation_id.set(id)
     log.debug("operation %s started", name or "(anonymous)")
+
+
+def shared() -> Context:
+    """A copy of this context for work several requests share (one execution of a
+    multiplexed subscription group): it keeps the tenant but not whose request or
+    operation happened to start it."""
+    context = copy_context()
+    context.run(_forget_requester)
+    return context
+
+
+def _forget_requester() -> None:
+    for var in (request_id, operation_id, subject):
+        var.set(None)
 
 
 class RequestContext:
