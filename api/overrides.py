@@ -26,13 +26,16 @@ OVERRIDES: dict[str, Override] = {
     "strawberry-graphql": Override(
         ">=0.341,<0.342",
         (
-            "resolvers/endpoint.py: BaseGraphQLTransportWSHandler.run_operation, "
-            "_send_result_stream and _reject_incremental_delivery; BaseGraphQLWSHandler."
-            "handle_async_results and handle_connection_init; ASGIWebSocketAdapter.iter_json",
+            "resolvers/transport/transport_ws.py: BaseGraphQLTransportWSHandler.run_operation, "
+            "_send_result_stream, _reject_incremental_delivery",
+            "resolvers/transport/legacy_ws.py: BaseGraphQLWSHandler.handle_async_results, "
+            "handle_connection_init and its keep_alive_task",
+            "resolvers/transport/policy.py: ASGIWebSocketAdapter.iter_json",
             "resolvers/errors.py: MaskErrors._process_errors",
             "resolvers/schema.py: ParserCache.on_parse, ValidationCache.on_validate, "
             "Schema._schema",
-            "resolvers/multiplex.py, resolvers/endpoint.py: strawberry.utils.aio.aclosing",
+            "resolvers/multiplex.py, resolvers/transport/legacy_ws.py: "
+            "strawberry.utils.aio.aclosing",
         ),
     ),
     "broadcaster": Override(
