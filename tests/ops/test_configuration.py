@@ -3,6 +3,7 @@ the setting, exit code 2, no traceback, and never the refused value (it may be a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,3 +146,30 @@ def test_other_commands_check_the_configuration_too(tmp_path: Path) -> None:
         run = run_mark1(*args, cwd=tmp_path, MARK1_OFFLINE_AFTER="1")
         assert run.returncode == 2, (args, run.stderr)
         assert "MARK1_OFFLINE_AFTER" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_refusal_is_a_json_line_when_json_logs_were_asked_for(tmp_path: Path) -> None:
+    secret = "json-short-secret"
+    run = run_mark1("serve", cwd=tmp_path, MARK1_LOG_FORMAT="json", MARK1_JWT_SECRET=secret)
+
+    assert run.returncode == 2, run.stderr
+    [line] = run.stderr.strip().splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "ERROR" and entry["message"].startswith("MARK1_JWT_SECRET: ")
+    assert secret not in run.stderr
+
+
+def test_a_mistyped_setting_is_named_with_what_was_meant(tmp_path: Path) -> None:
+    run = run_mark1(
+        "token",
+        cwd=tmp_path,
+        MARK1_DATA_DIR=str(tmp_path),
+        MARK1_LOG_FORMT="json",
+        MARK1_TOKEN="not a setting, but mark1 watch reads it",
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines() == [
+        "mark1: warning: MARK1_LOG_FORMT is not a setting and is ignored; "
+        "did you mean MARK1_LOG_FORMAT?"
+    ]
