@@ -35,6 +35,7 @@ async def _tables(url: str) -> set[str]:
         await engine.dispose()
 
 
+@pytest.mark.timeout(600)  # nine `mark1` starts, each seconds long under load
 async def test_current_history_and_downgrade_move_the_database_between_revisions(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -70,6 +70,7 @@ def _run_block(body: str, env: dict[str, str], state: Path) -> subprocess.Comple
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+@pytest.mark.timeout(900)  # a demo start and every block's own bound
 def test_every_readme_shell_example_runs_against_the_demo(tmp_path: Path) -> None:
     runnable = [b for b in readme_blocks() if b.runs]
     with serving(tmp_path, command="demo") as demo:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from api.logging.redaction import redact
 from tests.ops.serve import serving
@@ -42,6 +43,7 @@ async def _subscribe(url: str, token: str, op_id: str, query: str) -> WSClient:
     return client
 
 
+@pytest.mark.timeout(300)  # a `mark1 serve` start and stop under load
 async def test_json_logs_carry_request_operation_tenant_and_subject_and_no_token(
     tmp_path: Path,
 ) -> None:
@@ -99,6 +101,7 @@ async def test_json_logs_carry_request_operation_tenant_and_subject_and_no_token
         assert fragment not in stdout + stderr
 
 
+@pytest.mark.timeout(300)  # a `mark1 serve` start and stop under load
 def test_text_logs_honour_the_level(tmp_path: Path) -> None:
     token = _token(tmp_path)
     with serving(tmp_path, MARK1_JWT_SECRET=TEST_SECRET, MARK1_LOG_LEVEL="WARNING") as served:
@@ -110,6 +113,7 @@ def test_text_logs_honour_the_level(tmp_path: Path) -> None:
     assert "POST /graphql" not in output, output
 
 
+@pytest.mark.timeout(300)  # a `mark1 serve` start and stop under load
 async def test_text_lines_name_the_request_they_belong_to(tmp_path: Path) -> None:
     token = _token(tmp_path)
     with serving(tmp_path, MARK1_JWT_SECRET=TEST_SECRET, MARK1_LOG_LEVEL="debug") as served:
