@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY ?= python3
 FRONTEND := frontend-example
 
-.PHONY: demo test lint bench serve env frontend clients schema clean
+.PHONY: demo test lint bench serve env frontend clients schema clean token
 
 $(UV):
 	@command -v uv >/dev/null 2>&1 || $(PY) -m pip install --user --quiet uv || $(PY) -m pip install --quiet --break-system-packages uv
@@ -30,6 +30,12 @@ demo: env frontend
 
 serve: env
 	@$(UV) run mark1 serve
+
+# A development token signed with this install's secret: export TOKEN=$$(make token)
+SUB ?= $(or $(USER),dev)
+ROLE ?= OPERATOR
+token: env
+	@.venv/bin/mark1 token --sub "$(SUB)" --role "$(ROLE)"
 
 schema: env
 	@$(UV) run mark1 export-schema > schema.graphql

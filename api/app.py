@@ -21,6 +21,7 @@ from api.events.bus import EventBus
 from api.http.limits import BodyLimit
 from api.http.ops import routes_for
 from api.jobs.sweeper import Sweeper
+from api.logging.context import RequestContext
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.runtime import Runtime
@@ -115,7 +116,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return RedirectResponse("/app/")
 
         routes.append(Route("/", to_app))
-    middleware = [Middleware(BodyLimit, max_bytes=settings.max_message_bytes)]
+    middleware = [
+        Middleware(RequestContext),  # outermost: every log line of a request carries its id
+        Middleware(BodyLimit, max_bytes=settings.max_message_bytes),
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(

@@ -7,20 +7,29 @@ import secrets
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
 _SECRET_FILE = "jwt_secret"
+# Drivers the service runs on, and the bus backends api/events/backends.py builds.
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+BUS_SCHEMES = ("memory", "redis", "rediss", "postgres", "postgresql")
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
 class Settings(BaseSettings):
     """Every tunable of the service; the defaults are safe for a laptop."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MARK1_", env_file=".env", extra="ignore", validate_default=True
+        env_prefix="MARK1_",
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+        # A refused value is never repeated in the error: it may be a secret.
+        hide_input_in_errors=True,
     )
 
     host: str = "127.0.0.1"
@@ -63,6 +72,9 @@ class Settings(BaseSettings):
 
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend-example" / "dist"
 
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
     @field_validator("allowed_origins", "cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -76,10 +88,79 @@ class Settings(BaseSettings):
     def _refuse_short_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
             raise ValueError(
-                f"MARK1_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long; "
+                f"must be at least {MIN_SECRET_BYTES} bytes long; "
                 "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
             )
         return value
+
+    # The checks below name what is wrong but never repeat the value: URLs carry
+    # passwords, and a key pasted into the wrong variable may be a private one.
+
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _load_public_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            from api.auth.keys import PemKey
+
+            PemKey(value)  # its ValueError says what is wrong with the key
+        return value
+
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _http_jwks(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is not None and value.partition("://")[0] not in DATABASE_SCHEMES:
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+                f"(got scheme {_scheme(value)!r})"
+            )
+        return value
+
+    @field_validator("broadcast_url")
+    @classmethod
+    def _known_bus(cls, value: str) -> str:
+        if value.partition("://")[0] not in BUS_SCHEMES:
+            raise ValueError(
+                f"unsupported scheme {_scheme(value)!r}: use memory://, redis://host:6379/0 "
+                "(or rediss://) or postgres://user@host/db"
+            )
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().upper()
+            if value not in LOG_LEVELS:
+                raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        """Settings that are fine alone but contradict each other."""
+        if self.jwt_public_key and self.jwt_jwks_url:
+            raise ValueError(
+                "MARK1_JWT_PUBLIC_KEY and MARK1_JWT_JWKS_URL are both set: "
+                "set one of them, not both"
+            )
+        if self.offline_after <= self.heartbeat_timeout:
+            raise ValueError(
+                f"MARK1_OFFLINE_AFTER ({self.offline_after:g} s) must be greater than "
+                f"MARK1_HEARTBEAT_TIMEOUT ({self.heartbeat_timeout:g} s): an agent turns "
+                "UNHEALTHY first, OFFLINE later"
+            )
+        if self.workers > 1 and self.broadcast_url.startswith("memory"):
+            raise ValueError(
+                "MARK1_WORKERS > 1 needs a shared bus: "
+                "set MARK1_BROADCAST_URL to redis:// or postgres://"
+            )
+        return self
 
     @property
     def resolved_database_url(self) -> str:
@@ -106,6 +187,12 @@ class Settings(BaseSettings):
         with os.fdopen(fd, "w") as out:
             out.write(secret)
         return secret
+
+
+def _scheme(url: str) -> str:
+    """The scheme of a URL, or a placeholder: never the rest, which may hold a password."""
+    scheme, sep, _ = url.partition("://")
+    return scheme if sep and scheme.replace("+", "").isalnum() else "(none)"
 
 
 def _read_secret(path: Path) -> str:

@@ -39,6 +39,7 @@ from strawberry.utils.aio import aclosing
 
 from api.domain import EventRecord
 from api.errors import SlowConsumer
+from api.logging import context as log_context
 from api.metrics import Metrics
 from resolvers.context import Context
 
@@ -212,7 +213,9 @@ class Group:
         self._variables = variables
         self._operation_name = operation_name
         self._on_empty = on_empty
-        self._task = asyncio.create_task(self._run(), name="mark1-subscription-group")
+        self._task = asyncio.create_task(
+            self._run(), name="mark1-subscription-group", context=log_context.shared()
+        )
 
     def join(self, member: Member) -> None:
         self.members.add(member)

@@ -12,15 +12,18 @@ import uvicorn
 
 from api.app import create_app
 from api.auth.tokens import mint_token
-from api.cli.server import log_config, uvicorn_config
+from api.cli.server import uvicorn_config
 from api.domain import Role
 from api.jobs.simulation import Simulation, demo_timeouts
+from api.logging.config import log_config
 from api.settings import Settings
 
 
 def run_demo(settings: Settings) -> None:
     # The demo owns its process: redact secrets from every logger, the root included.
-    logging.config.dictConfig(log_config(root=True))
+    logging.config.dictConfig(
+        log_config(root=True, format=settings.log_format, level=settings.log_level)
+    )
     overrides: dict[str, object] = {
         "database_url": None,
         "broadcast_url": "memory://",

@@ -4,19 +4,46 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from api.cli.configuration import load_settings
 from api.settings import Settings
+
+if TYPE_CHECKING:
+    from api.db.engine import Database
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Mark-1 Realtime: the real-time GraphQL API of Mark-1.", no_args_is_help=True
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mark1 {installed_version('mark1')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Mark-1 Realtime: the real-time GraphQL API of Mark-1."""
+
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -31,12 +58,7 @@ def parse_duration(value: str) -> timedelta:
 
 
 def _settings(**overrides: object) -> Settings:
-    try:
-        base = Settings()
-    except Exception as exc:  # pydantic's message names the bad setting
-        typer.secho(f"configuration error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from exc
-    return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    return load_settings(**overrides)
 
 
 @app.command()
@@ -48,15 +70,7 @@ def serve(
     """Run the API server."""
     from api.cli.server import run_server
 
-    settings = _settings(host=host, port=port, workers=workers)
-    if settings.workers > 1 and settings.broadcast_url.startswith("memory"):
-        typer.secho(
-            "MARK1_WORKERS > 1 needs a shared bus: set MARK1_BROADCAST_URL to redis:// or postgres://",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2)
-    run_server(settings)
+    run_server(_settings(host=host, port=port, workers=workers))
 
 
 @app.command()
@@ -112,23 +126,87 @@ def export_schema(
         output.write_text(sdl)
 
 
-@db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Apply every pending migration to MARK1_DATABASE_URL."""
+def _on_database(work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run ``work(db)`` against MARK1_DATABASE_URL; a database that cannot be reached
+    is one line on stderr and exit code 1, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
     from api.db.engine import Database
-    from api.db.migrate import upgrade
 
     settings = _settings()
 
-    async def go() -> None:
+    async def go() -> T:
         db = Database(settings.resolved_database_url)
         try:
-            await upgrade(db)
+            return await work(db)
         finally:
             await db.close()
 
-    asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    except (OSError, DBAPIError) as exc:
+        typer.secho(f"mark1: database error: {exc.__class__.__name__}: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration to MARK1_DATABASE_URL."""
+    from api.db.migrate import upgrade
+
+    _on_database(upgrade)
     typer.echo("database is up to date")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the revision MARK1_DATABASE_URL is at, and whether it is the newest."""
+    from api.db.migrate import current, history
+
+    at = _on_database(current)
+    heads = {r.id for r in history() if r.is_head}
+    if not at:
+        typer.echo("none (the database has no schema yet: run `mark1 db upgrade`)")
+    for rev in at:
+        typer.echo(f"{rev} (head)" if rev in heads else f"{rev} (behind: run `mark1 db upgrade`)")
+
+
+@db_app.command("history")
+def db_history() -> None:
+    """List the migrations, newest first, marking the head and the database's revision."""
+    from api.db.migrate import current, history
+
+    at = set(_on_database(current))
+    for rev in history():
+        marks = [m for m, on in (("head", rev.is_head), ("current", rev.id in at)) if on]
+        label = f" ({', '.join(marks)})" if marks else ""
+        typer.echo(f"{rev.down or '<base>'} -> {rev.id}{label}: {rev.title}")
+
+
+# ignore_unknown_options: so "-1" (one step down, as alembic spells it) is the argument.
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
+def db_downgrade(
+    revision: Annotated[
+        str,
+        typer.Argument(
+            metavar="REVISION", help="Revision to go back to: an id, -1 for one step, or base."
+        ),
+    ],
+) -> None:
+    """Undo migrations on MARK1_DATABASE_URL down to REVISION (data in dropped tables is lost)."""
+    from alembic.util.exc import CommandError
+
+    from api.db.migrate import current, downgrade
+
+    async def go(db: Database) -> tuple[str, ...]:
+        await downgrade(db, revision)
+        return await current(db)
+
+    try:
+        at = _on_database(go)
+    except CommandError as exc:
+        raise typer.BadParameter(str(exc), param_hint="REVISION") from None
+    typer.echo(f"database is at {', '.join(at) or 'base (no schema)'}")
 
 
 @app.command()

@@ -23,6 +23,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 
 from api.auth.tokens import parse_bearer
 from api.errors import Mark1Error
+from api.logging import context as log_context
 from api.runtime import Runtime
 from resolvers.context import Context
 from resolvers.multiplex import Multiplexer
@@ -67,6 +68,8 @@ class GraphQLEndpoint(GraphQLOverHTTP):
         try:
             token = parse_bearer(request.headers.get("authorization"))
             principal = await self.runtime.verifier.verify(token) if token else None
+            if principal is not None:
+                log_context.bind_principal(principal.tenant, principal.subject)
             return Context(self.runtime, request, principal=principal)
         except Mark1Error as exc:
             return Context(self.runtime, request, auth_error=exc)

@@ -23,6 +23,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import CompleteMessage,
 from strawberry.types.execution import PreExecutionError
 from strawberry.utils.aio import aclosing
 
+from api.logging import context as log_context
 from resolvers.context import Context
 from resolvers.transport.admission import (
     DocumentRejected,
@@ -110,6 +111,7 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         operation_name: str | None,
         variables: dict[str, object] | None,
     ) -> None:
+        log_context.bind_operation(operation_id, operation_name)
         settings = self.view.runtime.settings  # type: ignore[attr-defined]
         try:
             kind = chosen_operation(query, operation_name, max_tokens=settings.max_tokens)

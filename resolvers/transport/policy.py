@@ -30,6 +30,7 @@ from api.auth.principal import Principal
 from api.auth.tokens import parse_bearer
 from api.clock import utcnow
 from api.errors import Mark1Error, Unauthenticated
+from api.logging import context as log_context
 from api.runtime import Runtime
 from resolvers.context import Context
 
@@ -114,6 +115,7 @@ class SocketPolicy:
             principal = await self._runtime.verifier.verify(token)
         except Mark1Error as exc:
             raise ConnectionRejectionError({"message": exc.message}) from exc
+        log_context.bind_principal(principal.tenant, principal.subject)
         socket = context.request
         assert isinstance(socket, WebSocket)
         if getattr(socket.state, "mark1_subject", None) is not None:

@@ -23,6 +23,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ErrorMessage
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
+from api.logging import context as log_context
 from resolvers.context import Context
 from resolvers.transport.admission import (
     DocumentRejected,
@@ -60,6 +61,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         """Identical live subscriptions share one execution (resolvers/multiplex.py)."""
+        log_context.bind_operation(operation.id, operation.operation_name)
         view: GraphQLEndpoint = self.view  # type: ignore[assignment]
         key = None
         if self.context.principal_or_none is not None:

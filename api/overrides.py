@@ -1,0 +1,49 @@
+"""Library internals this code overrides, and the versions they were written for.
+
+Overriding a library's private members is a debt (STYLE.md): the next release may
+rename what we rely on, and nothing fails loudly. So the range of versions each
+override was written against and tested with is stated once, here; pyproject.toml
+bounds the dependency to the same range, and tests/ops/test_dependency_bounds.py fails
+when the installed version, or pyproject.toml, leaves it. To move a bound: upgrade,
+re-read the overridden code against the new release, run the suite, then change the
+range here and in pyproject.toml together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Override:
+    """Private members of one distribution that we subclass, call or replace."""
+
+    versions: str  # a PEP 440 specifier set, as pyproject.toml writes it
+    where: tuple[str, ...]
+
+
+OVERRIDES: dict[str, Override] = {
+    "strawberry-graphql": Override(
+        ">=0.341,<0.342",
+        (
+            "resolvers/transport/transport_ws.py: BaseGraphQLTransportWSHandler.run_operation, "
+            "_send_result_stream, _reject_incremental_delivery",
+            "resolvers/transport/legacy_ws.py: BaseGraphQLWSHandler.handle_async_results, "
+            "handle_connection_init and its keep_alive_task",
+            "resolvers/transport/policy.py: ASGIWebSocketAdapter.iter_json",
+            "resolvers/errors.py: MaskErrors._process_errors",
+            "resolvers/schema.py: ParserCache.on_parse, ValidationCache.on_validate, "
+            "Schema._schema",
+            "resolvers/multiplex.py, resolvers/transport/legacy_ws.py: "
+            "strawberry.utils.aio.aclosing",
+        ),
+    ),
+    "broadcaster": Override(
+        ">=0.3.1,<0.4",
+        (
+            "api/events/backends.py: RedisBackend.subscribe, _pubsub_listener, _ready, "
+            "_queue, _listener, _pubsub, _conn; PostgresBackend._conn, _listen_queue, _url; "
+            "the modules broadcaster._backends.* and broadcaster._base",
+        ),
+    ),
+}

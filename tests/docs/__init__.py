@@ -1,0 +1,1 @@
+"""The documentation, run as a newcomer would run it."""
