@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     jwt_leeway: float = Field(default=10.0, ge=0)
 
     ws_init_timeout: float = Field(default=5.0, gt=0)
+    # Transport keepalive (uvicorn): a socket that leaves a ping unanswered for
+    # ws_ping_timeout seconds is closed with 1011 (README: A client that stops reading).
+    ws_ping_interval: float = Field(default=20.0, gt=0)
+    ws_ping_timeout: float = Field(default=20.0, gt=0)
     max_query_depth: int = Field(default=12, ge=1)
     max_aliases: int = Field(default=30, ge=1)
     max_tokens: int = Field(default=2000, ge=1)

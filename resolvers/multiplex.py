@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 _CACHEABLE = 16 * 1024  # longer documents are parsed without being kept
 _LIVE_ONLY = frozenset({"taskUpdates", "agentStatus", "events"})
 
+_INTERNAL = orjson.dumps(
+    [GraphQLError("Internal server error", extensions={"code": "INTERNAL"}).formatted]
+).decode()
+
 GroupKey = tuple[str, bytes, str | None, str, frozenset[str]]
 SendText = Callable[[str], Awaitable[None]]
 
@@ -228,11 +232,18 @@ class Group:
         finally:
             live.cancel()
 
-    def leave(self, member: Member) -> None:
+    async def leave(self, member: Member) -> None:
+        """Drop a member; the last one out stops the execution and waits for it.
+
+        Waiting is what makes unsubscribing deterministic: when the last
+        member's operation ends, the group has left the bus.
+        """
         self.members.discard(member)
         if not self.members:
             self._on_empty(self)
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     async def _run(self) -> None:
         try:
@@ -266,14 +277,17 @@ class Group:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("subscription group failed")
-            payload = orjson.dumps(
-                [GraphQLError("Internal server error", extensions={"code": "INTERNAL"}).formatted]
-            ).decode()
-            for member in list(self.members):
-                member.finish("error", payload)
+            log.exception(
+                "subscription group failed (operation %s, %d members)",
+                self._operation_name,
+                len(self.members),
+            )
         finally:
             self._on_empty(self)
+            # Whatever ended the execution, no member waits for ever: those without
+            # a final message (the execution failed or was stopped) end with `error`.
+            for member in list(self.members):
+                member.finish("error", _INTERNAL)
 
 
 class Multiplexer:
@@ -308,7 +322,11 @@ class Multiplexer:
         variables: dict[str, Any] | None,
         operation_name: str | None,
     ) -> None:
-        """Run one member until its stream ends or it is cancelled; always leaves the group."""
+        """Run one member until its stream ends or it is cancelled; always leaves the group.
+
+        A failure of the member itself (its writer) propagates to the caller,
+        which decides whether the socket can still be told.
+        """
         group = self._groups.get(key)
         if group is None:
             group = Group(
@@ -332,7 +350,7 @@ class Multiplexer:
         finally:
             if counted:
                 self._metrics.subscriptions.dec()
-            group.leave(member)
+            await group.leave(member)
 
     def _forget(self, group: Group) -> None:
         if self._groups.get(group.key) is group:

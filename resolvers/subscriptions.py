@@ -1,13 +1,18 @@
 """Root subscription fields: thin mappings of the event stream to GraphQL types.
 
 The stream itself (join the bus, replay from the outbox, then live, with no
-gap and no duplicate) is ``api/events/stream.py``.
+gap and no duplicate) is ``api/events/stream.py``. Every resolver iterates it
+under ``aclosing``: when the operation ends (``complete`` from the client, an
+error, a terminal workflow event) the stream's ``finally`` leaves the bus and
+drops the gauge there and then, not whenever the garbage collector finalizes
+an abandoned generator.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 import strawberry
 
@@ -41,8 +46,11 @@ def event_stream(
     *,
     after: int | None = None,
     replay: EventQuery | None = None,
-) -> AsyncIterator[EventRecord]:
-    """The caller's tenant's matching events, replayed after ``after``, then live."""
+) -> AsyncGenerator[EventRecord, None]:
+    """The caller's tenant's matching events, replayed after ``after``, then live.
+
+    Close it with ``aclosing``: its ``finally`` is what leaves the bus.
+    """
     runtime = ctx.runtime
     return replay_then_live(
         runtime.bus,
@@ -82,9 +90,10 @@ class Subscription:
                 and (wanted is None or t.status in wanted)
             )
 
-        async for record in event_stream(ctx, match):
-            assert record.snapshots.task is not None
-            yield Task.of(record.snapshots.task, record.snapshots)
+        async with aclosing(event_stream(ctx, match)) as stream:
+            async for record in stream:
+                assert record.snapshots.task is not None
+                yield Task.of(record.snapshots.task, record.snapshots)
 
     @strawberry.subscription(
         permission_classes=[CanRead], description="An agent's state on every status change."
@@ -102,9 +111,10 @@ class Subscription:
                 r.type in _AGENT_EVENTS and a is not None and (agent_id is None or a.id == agent_id)
             )
 
-        async for record in event_stream(ctx, match):
-            assert record.snapshots.agent is not None
-            yield Agent.of(record.snapshots.agent, record.snapshots)
+        async with aclosing(event_stream(ctx, match)) as stream:
+            async for record in stream:
+                assert record.snapshots.agent is not None
+                yield Agent.of(record.snapshots.agent, record.snapshots)
 
     @strawberry.subscription(
         permission_classes=[CanRead],
@@ -121,10 +131,12 @@ class Subscription:
         yield _progress(latest)
         if latest.type in TERMINAL_WORKFLOW_EVENTS:
             return
-        async for record in event_stream(ctx, query.matches, after=latest.id, replay=query):
-            yield _progress(record)
-            if record.type in TERMINAL_WORKFLOW_EVENTS:
-                return
+        stream = event_stream(ctx, query.matches, after=latest.id, replay=query)
+        async with aclosing(stream):
+            async for record in stream:
+                yield _progress(record)
+                if record.type in TERMINAL_WORKFLOW_EVENTS:
+                    return
 
     @strawberry.subscription(
         permission_classes=[CanRead],
@@ -140,10 +152,12 @@ class Subscription:
         after: strawberry.ID | None = None,
     ) -> AsyncGenerator[Event, None]:
         query = event_query(filter)
-        async for record in event_stream(
+        stream = event_stream(
             info.context, query.matches, after=parse_event_id(after), replay=query
-        ):
-            yield Event.of(record)
+        )
+        async with aclosing(stream):
+            async for record in stream:
+                yield Event.of(record)
 
     @strawberry.subscription(
         permission_classes=[IsOperator], description="Counters every intervalSeconds."

@@ -30,7 +30,8 @@ def uvicorn_config(settings: Settings, app: Any = None) -> uvicorn.Config:
         http="httptools",
         ws="websockets-sansio",
         ws_max_size=settings.max_message_bytes,
-        ws_ping_interval=20,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
         # permessage-deflate cost ~25% of server CPU in the fan-out profile; events are small.
         ws_per_message_deflate=False,
         lifespan="on",

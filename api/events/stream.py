@@ -7,7 +7,7 @@ around the switch is lost or sent twice (DESIGN: Delivery guarantees).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from api.db.events import EventQuery
@@ -46,11 +46,12 @@ async def replay_then_live(
     hooks: StreamHooks,
     after: int | None = None,
     replay: EventQuery | None = None,
-) -> AsyncIterator[EventRecord]:
+) -> AsyncGenerator[EventRecord, None]:
     """The tenant's matching events: history after ``after`` (when given), then live.
 
     Raises SlowConsumer (with the last id delivered) when the live buffer of
-    ``capacity`` events overflows.
+    ``capacity`` events overflows. Iterate it under ``contextlib.aclosing``: an
+    abandoned generator leaves the bus only when the garbage collector finalizes it.
     """
     async with bus.subscribe(tenant, predicate, capacity) as sub:
         hooks.stream_started()

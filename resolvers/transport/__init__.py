@@ -11,6 +11,7 @@ A request or socket flows through them in this order:
 - ``admission``    what a socket message and its document must be before strawberry runs it
 - ``transport_ws`` the graphql-transport-ws protocol handler
 - ``legacy_ws``    the legacy graphql-ws protocol handler
+- ``failures``     how both handlers end an operation that fails inside the server
 """
 
 from __future__ import annotations

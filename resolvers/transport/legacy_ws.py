@@ -7,7 +7,8 @@ authenticated by the endpoint's socket policy (4403 on refusal); ``start``
 over MAX_SUBSCRIPTIONS_PER_SOCKET gets ``error`` RATE_LIMITED. Each operation
 runs in ``handle_async_results``: subscriptions only (a document that cannot
 run gets ``error``), its stream closed however the task ends, then
-``complete``.
+``complete``; one that fails inside the server is logged and ends with
+``error`` INTERNAL (failures.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import contextlib
 from typing import Any
 
 from graphql import OperationType
+from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import CompleteMessage, ErrorMessage
 from strawberry.types.execution import PreExecutionError
@@ -32,6 +35,7 @@ from resolvers.transport.admission import (
     over_limit,
     well_formed,
 )
+from resolvers.transport.failures import internal_error, operation_failed, socket_closed
 from resolvers.transport.policy import CloseCode
 
 
@@ -155,6 +159,22 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             with contextlib.suppress(Exception):
                 await self.send_message(CompleteMessage(type="complete", id=operation_id))
             raise
+        except Exception:
+            await self._fail(operation_id)
         finally:
             self.subscriptions.pop(operation_id, None)
             self.tasks.pop(operation_id, None)
+
+    async def _fail(self, operation_id: str) -> None:
+        """End an operation that raised with ``error`` INTERNAL (failures.py)."""
+        socket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
+        if socket_closed(socket):
+            return  # the client went away mid-send; handle() cleans up the rest
+        operation_failed(operation_id, GRAPHQL_WS_PROTOCOL)
+        try:
+            await self.send_message(
+                ErrorMessage(type="error", id=operation_id, payload=internal_error())
+            )
+        except Exception:
+            if not socket_closed(socket):
+                raise

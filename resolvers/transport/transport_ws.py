@@ -7,15 +7,21 @@ operation. ``run_operation`` hands live-only subscriptions to the endpoint's
 multiplexer (one execution shared by identical operations) and everything
 else to strawberry, whose results pass through ``_send_result_stream``: a
 document that cannot run, fails validation, or whose subscription resolver
-raises ends with ``error``; the socket stays open.
+raises ends with ``error``; the socket stays open. An operation that fails
+inside the server (the multiplexer included) is logged and ends with
+``error`` INTERNAL (failures.py). ``complete`` from the client returns only
+once the operation has stopped, so its bus subscriber and gauges are gone
+before the next message is read.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from graphql import OperationType
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocket
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -32,6 +38,7 @@ from resolvers.transport.admission import (
     over_limit,
     well_formed,
 )
+from resolvers.transport.failures import internal_error, operation_failed, socket_closed
 
 if TYPE_CHECKING:
     from resolvers.transport.endpoint import GraphQLEndpoint
@@ -71,7 +78,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if key is None:
             await super().run_operation(operation)
             return
-        socket = self.websocket.ws  # type: ignore[attr-defined]
+        socket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
         try:
             await view.multiplexer.serve(
                 key,
@@ -82,11 +89,36 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 variables=operation.variables,
                 operation_name=operation.operation_name,
             )
-        except (WebSocketDisconnect, RuntimeError):
-            pass  # the socket went away; handle() cleans up the rest
+        except Exception:
+            await self._fail(operation, socket)
         finally:
             if self.operations.get(operation.id) is operation:
                 self.forget_id(operation.id)
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        """Stop an operation and wait until it has let go of the bus and the gauges.
+
+        strawberry only cancels the task, so ``complete`` took effect some loop
+        iterations later; waiting makes it take effect before the next message.
+        """
+        operation = self.operations.get(operation_id)
+        await super().cleanup_operation(operation_id)
+        task = operation.task if operation is not None else None
+        if task is not None and task is not asyncio.current_task():
+            await asyncio.wait({task})  # its outcome is the task's own business
+
+    async def _fail(self, operation: Operation[Context, None], socket: WebSocket) -> None:
+        """End an operation that raised with ``error`` INTERNAL (failures.py)."""
+        if socket_closed(socket):
+            return  # the socket went away mid-send; handle() cleans up the rest
+        operation_failed(operation.id, GRAPHQL_TRANSPORT_WS_PROTOCOL)
+        try:
+            await operation.send_operation_message(
+                ErrorMessage(id=operation.id, type="error", payload=[internal_error()])
+            )
+        except Exception:
+            if not socket_closed(socket):
+                raise
 
     async def _send_result_stream(self, operation: Any, result_source: Any) -> None:
         settings = self.view.runtime.settings  # type: ignore[attr-defined]
@@ -101,6 +133,13 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 ErrorMessage(id=operation.id, type="error", payload=[rejected.error])
             )
             return
+        try:
+            await self._send_results(operation, result_source, kind)
+        except Exception:
+            # strawberry would log this and end the operation with `complete`.
+            await self._fail(operation, self.websocket.ws)  # type: ignore[attr-defined]
+
+    async def _send_results(self, operation: Any, result_source: Any, kind: OperationType) -> None:
         first = True
         async for result in result_source:
             if first and isinstance(result, PreExecutionError):

@@ -226,6 +226,9 @@ class Socket:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.close(), 5)
+        # A closing handshake cut short by the timeout leaves the transport open (a
+        # ResourceWarning when collected): whatever happened, the socket goes now.
+        self.ws.transport.abort()
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
