@@ -14,8 +14,9 @@ from api.metrics import Metrics
 from api.settings import Settings
 from tests.realtime.activity import PacedPublisher, Tenant, commit_tasks
 from tests.realtime.conftest import nothing_left, serving, subscribed
-from tests.realtime.wire import Protocol, Socket, until
+from tests.realtime.wire import Protocol, Socket
 from tests.support.server import make_settings
+from tests.support.waiting import until
 
 BUFFER = 20
 # ~2 KB a message: a few dozen fill the socket buffers and the server's writes block.

@@ -19,8 +19,9 @@ import pytest
 from api.metrics import Metrics
 from tests.realtime.activity import Tenant
 from tests.realtime.conftest import nothing_left, subscribed
-from tests.realtime.wire import LEGACY_WS, TRANSPORT_WS, Protocol, Socket, until
+from tests.realtime.wire import LEGACY_WS, TRANSPORT_WS, Protocol, Socket
 from tests.support.server import LiveServer, live_server, make_settings
+from tests.support.waiting import until
 
 # Live-only fields run in a shared group on graphql-transport-ws; `after` runs alone.
 OPERATIONS = {
