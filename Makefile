@@ -43,7 +43,7 @@ schema: env
 lint: env
 	$(UV) run ruff format --check .
 	$(UV) run ruff check .
-	$(UV) run mypy api resolvers
+	$(UV) run mypy api resolvers client/mark1_client
 
 test: env frontend clients lint
 	$(UV) run pytest
