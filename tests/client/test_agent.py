@@ -1,0 +1,213 @@
+"""The Agent helper against a real server: a full task, heartbeats, failures, graceful stop,
+and a task finished across a server restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+import tests.support.server as server_module
+from api.settings import Settings
+from mark1_client import (
+    Agent,
+    AgentStatus,
+    Backoff,
+    EventFilter,
+    EventType,
+    Forbidden,
+    Mark1Client,
+    Task,
+    TaskStatus,
+)
+from tests.client.conftest import until
+from tests.support.server import LiveServer, free_port, live_server
+
+
+async def task_status(client: Mark1Client, task_id: str) -> TaskStatus | None:
+    task = await client.task(task_id)
+    return None if task is None else task.status
+
+
+@contextlib.asynccontextmanager
+async def running(agent: Agent, handler) -> AsyncIterator[asyncio.Task[None]]:  # type: ignore[no-untyped-def]
+    """``agent.run(handler)`` in the background inside ``async with agent``."""
+    async with agent:
+        work = asyncio.create_task(agent.run(handler))
+        try:
+            yield work
+        finally:
+            agent.stop()
+            await asyncio.wait_for(work, 30)
+
+
+async def test_an_agent_claims_reports_and_completes_a_task(
+    server: LiveServer, operator: Mark1Client
+) -> None:
+    task = await operator.create_task("Summarize", capability="summarize", input={"text": "abc"})
+    agent = await Agent.register(
+        server.url, operator_token(server, operator), name="scribe", capabilities=["summarize"]
+    )
+
+    async def handler(task: Task, agent: Agent) -> dict[str, str]:
+        await agent.progress(0.25, "reading")
+        await agent.progress(0.75, "writing")
+        return {"summary": str(task.input["text"]).upper()}
+
+    async with running(agent, handler):
+        await until(
+            lambda: _is(operator, task.id, TaskStatus.SUCCEEDED), "the task to succeed", 30
+        )
+
+    done = await operator.task(task.id)
+    assert done is not None and done.result == {"summary": "ABC"}
+    assert done.agent is not None and done.agent.name == "scribe"
+    events = await operator.event_page(filter=EventFilter(task_id=task.id))
+    assert [(e.type, e.task.progress if e.task else None) for e in events.items] == [
+        (EventType.TASK_CREATED, 0.0),
+        (EventType.TASK_STARTED, 0.0),
+        (EventType.TASK_PROGRESS, 0.25),
+        (EventType.TASK_PROGRESS, 0.75),
+        (EventType.TASK_SUCCEEDED, 1.0),
+    ]
+    me = await operator.agent(agent.id)
+    assert me is not None and me.status is AgentStatus.ONLINE and me.current_task is None
+
+
+async def test_heartbeats_keep_an_idle_agent_online_until_it_stops(
+    settings: Settings, tenant: str
+) -> None:
+    quick = settings.model_copy(update={"heartbeat_timeout": 1.5, "offline_after": 60.0})
+    with live_server(quick) as live:
+        async with Mark1Client(live.url, live.token("OPERATOR", tenant=tenant)) as operator:
+            registration = await operator.register_agent("idle", [])
+            beats: set[object] = set()
+
+            async def beat_seen() -> bool:
+                agent = await operator.agent(registration.agent.id)
+                assert agent is not None
+                assert agent.status is AgentStatus.ONLINE, "went unhealthy while heartbeating"
+                beats.add(agent.last_heartbeat_at)
+                return len(beats) >= 6  # five heartbeats past the first: beyond the timeout
+
+            agent = Agent(live.url, registration.token, heartbeat_interval=0.4)
+            async with agent:
+                await until(beat_seen, "heartbeats over several timeouts", 30)
+
+            async def unhealthy() -> bool:
+                found = await operator.agent(registration.agent.id)
+                return found is not None and found.status is AgentStatus.UNHEALTHY
+
+            await until(unhealthy, "the stopped agent to turn unhealthy", 30)
+
+
+async def test_a_failing_handler_fails_its_task_with_retry_and_the_agent_goes_on(
+    server: LiveServer, operator: Mark1Client
+) -> None:
+    first = await operator.create_task("boom", priority=10, max_attempts=1)
+    second = await operator.create_task("fine")
+    registration = await operator.register_agent("worker", [])
+
+    async def handler(task: Task, agent: Agent) -> str:
+        if task.title == "boom":
+            raise RuntimeError("model timed out")
+        return "ok"
+
+    async with running(Agent(server.url, registration.token, poll_interval=0.1), handler):
+        await until(lambda: _is(operator, second.id, TaskStatus.SUCCEEDED), "the second task")
+
+    failed = await operator.task(first.id)
+    assert failed is not None and failed.status is TaskStatus.FAILED
+    assert failed.error == "model timed out"
+
+
+async def test_leaving_while_holding_a_task_gives_it_back_and_a_restart_releases_a_left_one(
+    server: LiveServer, operator: Mark1Client
+) -> None:
+    task = await operator.create_task("held")
+    registration = await operator.register_agent("quitter", [])
+
+    async with Agent(server.url, registration.token) as agent:
+        claimed = await agent.claim()
+        assert claimed is not None and claimed.id == task.id
+    requeued = await operator.task(task.id)
+    assert requeued is not None and requeued.status is TaskStatus.PENDING
+    assert requeued.error == "agent stopped"
+
+    # A run that dies holding its task (no release), then the next run of the same agent.
+    async with Agent(server.url, registration.token, release_on_exit=False) as agent:
+        assert (await agent.claim()) is not None
+    assert await task_status(operator, task.id) is TaskStatus.RUNNING
+    async with Agent(server.url, registration.token) as agent:
+        assert agent.task is None
+    back = await operator.task(task.id)
+    assert back is not None and back.status is TaskStatus.PENDING
+    assert back.error == "agent restarted" and back.attempts == 2
+
+
+async def test_an_operator_token_is_not_an_agent(server: LiveServer, tenant: str) -> None:
+    with pytest.raises(Forbidden, match="use an agent token"):
+        async with Agent(server.url, server.token("OPERATOR", tenant=tenant)):
+            pass
+
+
+async def test_an_agent_finishes_its_task_across_a_server_restart(
+    settings: Settings, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    monkeypatch.setattr(server_module, "free_port", lambda: port)  # restart on the same port
+    restarted = asyncio.Event()
+    reported: list[Task] = []
+
+    async def handler(task: Task, agent: Agent) -> str:
+        await agent.progress(0.5, "before")
+        await until(lambda: not server_up.is_set(), "the server to stop")
+        reported.append(await agent.progress(0.9, "during"))  # sent while the server is down
+        await restarted.wait()
+        return "survived"
+
+    server_up = asyncio.Event()
+    with live_server(settings) as live:
+        server_up.set()
+        operator = Mark1Client(live.url, live.token("OPERATOR", tenant=tenant))
+        task = await operator.create_task("long")
+        registration = await operator.register_agent("stayer", [])
+        agent = Agent(
+            live.url,
+            registration.token,
+            heartbeat_interval=0.5,
+            reconnect=Backoff(base=0.2, cap=1.0, attempts=None),
+        )
+        runner = running(agent, handler)
+        await runner.__aenter__()
+        await until(lambda: _progress_is(operator, task.id, 0.5), "the first report", 30)
+    server_up.clear()
+    await asyncio.sleep(0.5)  # the second report is being retried against a closed port
+    with live_server(settings):
+        await until(lambda: bool(reported), "the report sent while down to land", 60)
+        restarted.set()
+        await until(lambda: _is(operator, task.id, TaskStatus.SUCCEEDED), "the task to finish")
+        await runner.__aexit__(None, None, None)
+        events = await operator.event_page(filter=EventFilter(task_id=task.id))
+        await operator.aclose()
+
+    assert [e.type for e in events.items].count(EventType.TASK_PROGRESS) == 2
+    assert reported[0].progress == 0.9
+    assert events.items[-1].task is not None and events.items[-1].task.result == "survived"
+
+
+def operator_token(server: LiveServer, client: Mark1Client) -> str:
+    token = client._credentials._source  # the token the fixture built the client with
+    assert isinstance(token, str)
+    return token
+
+
+async def _is(client: Mark1Client, task_id: str, status: TaskStatus) -> bool:
+    return await task_status(client, task_id) is status
+
+
+async def _progress_is(client: Mark1Client, task_id: str, progress: float) -> bool:
+    task = await client.task(task_id)
+    return task is not None and task.progress == progress
