@@ -57,9 +57,7 @@ async def test_an_agent_claims_reports_and_completes_a_task(
         return {"summary": str(task.input["text"]).upper()}
 
     async with running(agent, handler):
-        await until(
-            lambda: _is(operator, task.id, TaskStatus.SUCCEEDED), "the task to succeed", 30
-        )
+        await until(lambda: _is(operator, task.id, TaskStatus.SUCCEEDED), "the task to succeed", 30)
 
     done = await operator.task(task.id)
     assert done is not None and done.result == {"summary": "ABC"}

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from api.settings import Settings
 from mark1_client import (
     AgentStatus,
     Backoff,
@@ -27,7 +28,6 @@ from mark1_client import (
     WorkflowStatus,
     WorkflowStepInput,
 )
-from api.settings import Settings
 from tests.support.server import LiveServer, free_port, live_server
 
 
@@ -215,9 +215,7 @@ async def test_a_mutation_that_never_left_is_retried_until_the_server_is_up(
     assert task.title == "while starting"
 
 
-async def test_a_token_provider_is_asked_for_every_request(
-    server: LiveServer, tenant: str
-) -> None:
+async def test_a_token_provider_is_asked_for_every_request(server: LiveServer, tenant: str) -> None:
     issued: list[str] = []
 
     async def provider() -> str:

@@ -133,16 +133,16 @@ async def test_events_reconnect_with_a_fresh_token_at_expiry_and_lose_nothing(
         issued.append(server.token("VIEWER", tenant=tenant, ttl=timedelta(seconds=2)))
         return issued[-1]
 
-    async with Mark1Client(server.url, provider) as viewer:
-        async with collecting(viewer.events(after=0)) as stream:
-            created = 0
-            # Write through at least two expiries (a token lives 2 s on an open socket).
-            while len(issued) < 4:
-                await operator.create_task(f"t{created}")
-                created += 1
-                await asyncio.sleep(0.1)
-            await stream.wait_for(created)
-            await asyncio.sleep(0.3)
+    viewer = Mark1Client(server.url, provider)
+    async with viewer, collecting(viewer.events(after=0)) as stream:
+        created = 0
+        # Write through at least two expiries (a token lives 2 s on an open socket).
+        while len(issued) < 4:
+            await operator.create_task(f"t{created}")
+            created += 1
+            await asyncio.sleep(0.1)
+        await stream.wait_for(created)
+        await asyncio.sleep(0.3)
 
     assert stream.ids == list(range(1, created + 1))
 
