@@ -5,7 +5,9 @@
 
 On entry it learns its agent id from the token, gives back a task a crashed
 earlier run left it holding (failed with retry, so it is requeued), sends a
-heartbeat, and keeps heartbeating in the background. ``stop()`` ends
+heartbeat, and keeps heartbeating in the background. While idle it is woken
+by a ``taskUpdates(status: [PENDING])`` subscription (WebSocket) as soon as
+a task it can do is queued, and polls slowly as a fallback. ``stop()`` ends
 ``run()`` / ``tasks()`` after the current task; leaving the ``async with``
 while holding a task gives it back.
 
@@ -25,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+from mark1_client import documents
 from mark1_client.client import Mark1Client
 from mark1_client.endpoint import TokenSource
 from mark1_client.errors import (
@@ -54,6 +57,8 @@ class Agent:
     ``client``: a ``Mark1Client``, or the endpoint URL (then ``token`` is the agent's
     token, or a provider of one, and the agent owns the client it makes).
     ``agent_id``: taken from the token's ``agent_id`` claim when not given.
+    ``poll_interval``: seconds between claims while idle, when no push wake-up comes.
+    ``wake_on_push``: subscribe to new PENDING tasks to claim at once (one WebSocket).
     ``release_on_exit``: give back a held task when leaving ``async with``.
     """
 
@@ -64,8 +69,9 @@ class Agent:
         *,
         agent_id: str | None = None,
         heartbeat_interval: float = 10.0,
-        poll_interval: float = 1.0,
+        poll_interval: float = 5.0,
         release_on_exit: bool = True,
+        wake_on_push: bool = True,
         reconnect: Backoff | None = None,
     ) -> None:
         if isinstance(client, str):
@@ -81,10 +87,14 @@ class Agent:
         self.heartbeat_interval = heartbeat_interval
         self.poll_interval = poll_interval
         self.release_on_exit = release_on_exit
+        self.wake_on_push = wake_on_push
+        self.capabilities: list[str] = []
         self._reconnect = reconnect or Backoff(base=0.5, cap=15.0, attempts=None)
         self.task: Task | None = None  # the task this agent holds
         self._stopping = asyncio.Event()
         self._heartbeats: asyncio.Task[None] | None = None
+        self._pusher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
         self._fatal: Mark1Error | None = None
 
     @classmethod
@@ -119,6 +129,10 @@ class Agent:
                 if viewer.agent_id is None:
                     raise Forbidden(f"{viewer.subject!r} has no agent id: use an agent token")
                 self._id = viewer.agent_id
+            me = await self.client.agent(self.id)
+            if me is None:
+                raise NotFound(f"agent {self.id!r} not found")
+            self.capabilities = list(me.capabilities)
             if (left := await self._held()) is not None:
                 # A previous run died holding it; nobody knows how far it got.
                 with contextlib.suppress(*_TASK_LOST):
@@ -130,6 +144,8 @@ class Agent:
             raise
         self._stopping.clear()
         self._heartbeats = asyncio.create_task(self._beat(), name=f"mark1-heartbeat-{self._id}")
+        if self.wake_on_push:
+            self._pusher = asyncio.create_task(self._listen(), name=f"mark1-wake-{self._id}")
         return self
 
     async def __aexit__(
@@ -139,16 +155,17 @@ class Agent:
         tb: TracebackType | None,
     ) -> None:
         self._stopping.set()
-        if self._heartbeats is not None:
-            self._heartbeats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeats
+        for background in (self._heartbeats, self._pusher):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         try:
             if self.task is not None and self.release_on_exit:
                 reason = "agent stopped" if exc is None else f"agent stopped: {_reason(exc)}"
                 # Best effort, once: the next run gives it back otherwise.
                 with contextlib.suppress(Mark1Error, TimeoutError):
-                    async with asyncio.timeout(5):
+                    async with asyncio.timeout(2):
                         await self.client.fail_task(self.task.id, reason, retry=True)
                 self.task = None
         finally:
@@ -196,6 +213,7 @@ class Agent:
         failures = 0
         while not self._stopping.is_set():
             self._raise_fatal()
+            self._wake.clear()  # a task queued from here on wakes the idle wait below
             try:
                 task = self.task or await self.claim()
             except Mark1Error as exc:
@@ -208,7 +226,7 @@ class Agent:
                 continue
             failures = 0
             if task is None:
-                await self._idle(self.poll_interval * random.uniform(0.75, 1.25))
+                await self._idle(self.poll_interval * random.uniform(0.75, 1.25), self._wake)
                 continue
             yield task
             if self.task is not None and self.task.id == task.id:
@@ -337,9 +355,29 @@ class Agent:
         if self._fatal is not None:
             raise self._fatal
 
-    async def _idle(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+    async def _idle(self, seconds: float, wake: asyncio.Event | None = None) -> None:
+        """Sleep up to ``seconds``; ``stop()`` or ``wake`` end it early."""
+        waits = [asyncio.ensure_future(self._stopping.wait())]
+        if wake is not None:
+            waits.append(asyncio.ensure_future(wake.wait()))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    async def _listen(self) -> None:
+        """Set ``_wake`` whenever a task this agent could claim becomes PENDING."""
+        try:
+            async with self.client.subscribe(documents.AGENT_WAKE) as updates:
+                async for data in updates:
+                    capability = data["taskUpdates"]["capability"]
+                    if capability is None or capability in self.capabilities:
+                        self._wake.set()
+        except Mark1Error as exc:
+            log.warning(
+                "no push wake-ups (%s); polling every %.1fs", exc.message, self.poll_interval
+            )
 
     async def _close_client(self) -> None:
         if self._owns_client:

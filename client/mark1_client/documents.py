@@ -88,6 +88,8 @@ EVENTS_SUBSCRIPTION = (
     "subscription Events($filter: EventFilter, $after: ID) "
     f"{{ events(filter: $filter, after: $after) {{ {_EVENT} }} }}"
 )
+# What wakes an idle Agent: a task becomes PENDING (created or requeued).
+AGENT_WAKE = "subscription AgentWake { taskUpdates(status: [PENDING]) { id capability } }"
 
 ALL: dict[str, str] = {
     name: value

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 import tests.support.server as server_module
+from api.metrics import Metrics
 from api.settings import Settings
 from mark1_client import (
     Agent,
@@ -99,6 +100,32 @@ async def test_heartbeats_keep_an_idle_agent_online_until_it_stops(
                 return found is not None and found.status is AgentStatus.UNHEALTHY
 
             await until(unhealthy, "the stopped agent to turn unhealthy", 30)
+
+
+async def test_an_idle_agent_is_woken_by_a_new_task_instead_of_waiting_for_its_poll(
+    server: LiveServer, operator: Mark1Client
+) -> None:
+    registration = await operator.register_agent("sleeper", ["translate"])
+    seen = asyncio.Event()
+
+    async def handler(task: Task, agent: Agent) -> None:
+        seen.set()
+
+    agent = Agent(server.url, registration.token, poll_interval=120)
+    async with running(agent, handler):
+        await until(
+            lambda: Metrics.value(server.runtime.metrics.subscriptions) >= 1, "the wake-up feed"
+        )
+        await asyncio.sleep(0.2)  # its first claim found nothing: it now sleeps for 90 s+
+        await operator.create_task("not mine", capability="code")
+        task = await operator.create_task("mine", capability="translate")
+        await asyncio.wait_for(seen.wait(), 30)
+
+    done = await operator.task(task.id)
+    assert done is not None and done.status is TaskStatus.SUCCEEDED
+    assert await task_status(operator, (await operator.tasks()).items[-1].id) is (
+        TaskStatus.PENDING
+    )
 
 
 async def test_a_failing_handler_fails_its_task_with_retry_and_the_agent_goes_on(
