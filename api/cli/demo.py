@@ -24,6 +24,10 @@ def run_demo(settings: Settings) -> None:
     logging.config.dictConfig(
         log_config(root=True, format=settings.log_format, level=settings.log_level)
     )
+    # The simulated agents are clients of this server: their SDK notices (a failed task, a
+    # retry) and their requests and sockets are part of the show, not news.
+    logging.getLogger("mark1_client").setLevel(logging.ERROR)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     overrides: dict[str, object] = {
         "database_url": None,
         "broadcast_url": "memory://",
@@ -47,7 +51,12 @@ async def _serve(settings: Settings) -> None:
             await serving  # surfaces the startup error (port in use, bad settings, ...)
             return
         await asyncio.sleep(0.05)
-    simulation = Simulation(app.state.runtime)
+    # The simulated agents are clients of this server: reach a wildcard bind over loopback.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
+    host = f"[{host}]" if ":" in host else host
+    simulation = Simulation(f"http://{host}:{settings.port}/graphql", settings)
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # per-socket open/accept lines
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     await simulation.start()
     _print_banner(settings)
     try:
@@ -74,6 +83,9 @@ def _print_banner(settings: Settings) -> None:
         lines.append(f"  Dashboard:                  {base}/app/?token={viewer}")
     lines += [
         f"  Metrics:                    {base}/metrics",
+        "",
+        "  Simulated agents and an operator work through it with the Python SDK",
+        "  (mark1_client, over HTTP and WebSocket): see client/examples/ for your own.",
         "",
         f"  Viewer token:   {viewer}",
         f"  Operator token: {operator}",
