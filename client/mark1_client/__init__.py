@@ -27,6 +27,7 @@ from mark1_client.errors import (
     TransportError,
     Unauthenticated,
     Unavailable,
+    is_transient,
 )
 from mark1_client.retry import Backoff
 from mark1_client.subscriptions import Subscription
@@ -102,4 +103,5 @@ __all__ = [
     "WorkflowStep",
     "WorkflowStepInput",
     "WorkflowStepSnapshot",
+    "is_transient",
 ]

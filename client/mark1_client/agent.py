@@ -35,10 +35,8 @@ from mark1_client.errors import (
     Forbidden,
     Mark1Error,
     NotFound,
-    ProtocolError,
-    RateLimited,
     TransportError,
-    Unavailable,
+    is_transient,
 )
 from mark1_client.retry import Backoff
 from mark1_client.types import JSON, Task, TaskStatus
@@ -217,7 +215,7 @@ class Agent:
             try:
                 task = self.task or await self.claim()
             except Mark1Error as exc:
-                if not _transient(exc):
+                if not is_transient(exc):
                     raise
                 failures += 1
                 delay = self._reconnect.delay(failures)
@@ -299,7 +297,7 @@ class Agent:
             try:
                 return await send()
             except Mark1Error as exc:
-                if not _transient(exc):
+                if not is_transient(exc):
                     raise
                 failures += 1
                 while True:
@@ -310,7 +308,7 @@ class Agent:
                         task = await self.client.task(task_id)
                         break
                     except Mark1Error as again:
-                        if not _transient(again):
+                        if not is_transient(again):
                             raise
                         exc, failures = again, failures + 1
                 if task is not None and applied(task):
@@ -343,7 +341,7 @@ class Agent:
             try:
                 await self.client.heartbeat(self.id)
             except Mark1Error as exc:
-                if not _transient(exc):
+                if not is_transient(exc):
                     # A rejected token or a deleted agent: nothing further will work.
                     log.error("heartbeat refused (%s); stopping", exc.message)
                     self._fatal = exc
@@ -382,13 +380,6 @@ class Agent:
     async def _close_client(self) -> None:
         if self._owns_client:
             await self.client.aclose()
-
-
-def _transient(exc: Mark1Error) -> bool:
-    """Worth waiting out: the server is restarting, unreachable, or busy."""
-    if isinstance(exc, ProtocolError):
-        return exc.status in (502, 503, 504)
-    return isinstance(exc, TransportError | Unavailable | RateLimited)
 
 
 def _reason(exc: BaseException) -> str:

@@ -123,6 +123,13 @@ class ProtocolError(ClientError):
         self.status = status
 
 
+def is_transient(exc: Mark1Error) -> bool:
+    """Worth waiting out and trying again: the server is restarting, unreachable or busy."""
+    if isinstance(exc, ProtocolError):
+        return exc.status in (502, 503, 504)
+    return isinstance(exc, TransportError | Unavailable | RateLimited)
+
+
 _BY_CODE: dict[str, type[Mark1Error]] = {
     cls.default_code: cls
     for cls in (

@@ -51,12 +51,16 @@ class HttpTransport:
         self._endpoint = endpoint
         self._credentials = credentials
         self._backoff = backoff
+        self._timeout = timeout
         self._owned = http is None
-        self._http = http or httpx.AsyncClient(timeout=timeout)
+        # Made on first use: building its TLS context costs a noticeable fraction of a
+        # second, which a client that only subscribes never needs to pay.
+        self._http = http
 
     async def aclose(self) -> None:
-        if self._owned:
+        if self._owned and self._http is not None:
             await self._http.aclose()
+            self._http = None
 
     async def execute(
         self, document: str, variables: dict[str, Any], *, repeatable: bool
@@ -99,6 +103,8 @@ class HttpTransport:
             "Accept": _ACCEPT,
         }
         body = {"query": document, "variables": variables}
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self._timeout)
         try:
             response = await self._http.post(self._endpoint.http, json=body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

@@ -27,7 +27,13 @@ from typing import Any, Generic, TypeVar
 
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidStatus,
+    InvalidURI,
+)
 from websockets.typing import Subprotocol
 
 from mark1_client.endpoint import Credentials, Endpoint
@@ -39,6 +45,7 @@ from mark1_client.errors import (
     TransportError,
     Unauthenticated,
     error_from,
+    is_transient,
 )
 from mark1_client.retry import Backoff
 
@@ -170,6 +177,10 @@ class Connector:
             raise ProtocolError(f"bad URL {self.endpoint.ws}: {exc}") from exc
         except InvalidStatus as exc:
             raise _refused(self.endpoint.ws, exc.response.status_code) from exc
+        except InvalidMessage as exc:  # closed mid-handshake: a server going down
+            raise _Lost(f"handshake failed: {exc}") from exc
+        except InvalidHandshake as exc:
+            raise ProtocolError(f"WebSocket handshake refused: {exc}") from exc
         try:
             init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
             await ws.send(json.dumps(init))
@@ -222,7 +233,9 @@ async def stream(
                 raise
             rejected = True  # the provider's token may have expired in between: ask again
             continue
-        except (_Lost, OSError, TimeoutError, ConnectionClosed, TransportError) as exc:
+        except (_Lost, OSError, TimeoutError, ConnectionClosed, Mark1Error) as exc:
+            if isinstance(exc, Mark1Error) and not is_transient(exc):
+                raise
             if not connected_once and _caused_by(exc, socket.gaierror):
                 raise TransportError(
                     f"cannot resolve the host of {connector.endpoint.ws}", request_sent=False
@@ -287,7 +300,7 @@ async def _operate(
                 continue
             if message.get("id") != current:
                 continue
-            payload = message.get("payload")
+            payload = message.get("payload") or {}
             if kind == "next":
                 if payload.get("errors"):
                     raise error_from(payload["errors"])
@@ -303,6 +316,8 @@ async def _operate(
                     )
                     current = await subscribe()
                     continue
+                if is_transient(error):  # e.g. UNAVAILABLE while replaying: reconnect later
+                    raise _Lost(error.message) from error
                 raise error
             elif kind == "complete":
                 return

@@ -236,7 +236,8 @@ async def test_watch_exits_on_a_rejected_token_instead_of_retrying(
 async def test_watch_exits_when_its_token_expires_on_an_open_socket(
     server: LiveServer, tenant: str, watches: list[WatchProcess]
 ) -> None:
-    token = server.token("VIEWER", tenant=tenant, ttl=timedelta(seconds=4))
+    # Long enough for the watch process to start and subscribe on a loaded machine.
+    token = server.token("VIEWER", tenant=tenant, ttl=timedelta(seconds=10))
     watch = WatchProcess("tasks", "--url", server.url, "--token", token)
     watches.append(watch)
     await subscribed(server)

@@ -228,6 +228,26 @@ async def test_a_token_provider_is_asked_for_every_request(server: LiveServer, t
     assert subjects == ["v0", "v1", "v2"]
 
 
+async def test_a_rejected_token_from_a_provider_is_replaced_once(
+    server: LiveServer, tenant: str
+) -> None:
+    tokens = [
+        server.token("VIEWER", tenant=tenant, ttl=timedelta(seconds=-60)),  # already expired
+        server.token("VIEWER", tenant=tenant, sub="fresh"),
+    ]
+    calls = 0
+
+    def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return tokens[min(calls, len(tokens)) - 1]
+
+    async with Mark1Client(server.url, provider) as client:
+        me = await client.me()
+
+    assert (me.subject, calls) == ("fresh", 2)
+
+
 def test_a_bad_url_is_refused_at_once() -> None:
     for url in ("ftp://127.0.0.1/graphql", "127.0.0.1:8000", "http://127.0.0.1:99999/graphql"):
         with pytest.raises(ValueError, match="bad URL"):
