@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,8 @@ from mark1_client import (
     TaskStatus,
 )
 from tests.client.conftest import until
-from tests.support.server import LiveServer, free_port, live_server
+from tests.support.databases import fresh_database
+from tests.support.server import LiveServer, free_port, live_server, make_settings
 
 
 async def task_status(client: Mark1Client, task_id: str) -> TaskStatus | None:
@@ -76,10 +78,19 @@ async def test_an_agent_claims_reports_and_completes_a_task(
 
 
 async def test_heartbeats_keep_an_idle_agent_online_until_it_stops(
+    database_url: str, tmp_path: Path, tenant: str
+) -> None:
+    async with fresh_database(database_url, tmp_path) as url:  # the sweeper sweeps everyone
+        quick = make_settings(
+            url, tmp_path, heartbeat_timeout=1.5, offline_after=60.0, sweep_interval=0.2
+        )
+        await _heartbeats_keep_an_idle_agent_online_until_it_stops(quick, tenant)
+
+
+async def _heartbeats_keep_an_idle_agent_online_until_it_stops(
     settings: Settings, tenant: str
 ) -> None:
-    quick = settings.model_copy(update={"heartbeat_timeout": 1.5, "offline_after": 60.0})
-    with live_server(quick) as live:
+    with live_server(settings) as live:
         async with Mark1Client(live.url, live.token("OPERATOR", tenant=tenant)) as operator:
             registration = await operator.register_agent("idle", [])
             beats: set[object] = set()

@@ -186,9 +186,27 @@ async def test_a_mutation_whose_answer_is_lost_is_never_sent_twice_but_a_query_i
             with pytest.raises(TransportError) as query:
                 await client.me()
             queries = len(hole.requests) - creates
+            with pytest.raises(TransportError):
+                await client.heartbeat("agent-1")  # repeating a heartbeat is harmless
+            heartbeats = len(hole.requests) - creates - queries
+            with pytest.raises(TransportError):
+                await client.claim_task("agent-1")
 
     assert creates == 1 and mutation.value.request_sent
     assert queries == 4 and query.value.request_sent  # the first try and three retries
+    assert heartbeats == 4
+    assert len(hole.requests) == creates + queries + heartbeats + 1  # one claim, never resent
+
+
+def test_backoff_is_capped_exponential_with_jitter_and_honours_retry_after() -> None:
+    backoff = Backoff(base=1.0, cap=8.0, attempts=3)
+    for attempt, ceiling in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (10, 8.0)):
+        delays = {backoff.delay(attempt) for _ in range(50)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempt, delays)
+        assert len(delays) > 1  # jittered: clients that failed together spread out
+    assert all(2.5 <= backoff.delay(1, at_least=2.5) <= 3.5 for _ in range(50))
+    assert [backoff.allows(n) for n in (1, 3, 4)] == [True, True, False]
+    assert Backoff(attempts=None).allows(10**6)
 
 
 async def test_a_mutation_that_never_left_is_retried_until_the_server_is_up(
