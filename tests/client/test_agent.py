@@ -247,3 +247,77 @@ async def _is(client: Mark1Client, task_id: str, status: TaskStatus) -> bool:
 async def _progress_is(client: Mark1Client, task_id: str, progress: float) -> bool:
     task = await client.task(task_id)
     return task is not None and task.progress == progress
+
+
+class AnswerThief:
+    """A TCP proxy that lets a request through to the server, then drops the server's
+    answer to it and cuts the connection: the mutation took effect, the client never
+    hears so."""
+
+    def __init__(self, target_port: int, marker: bytes) -> None:
+        self.target_port = target_port
+        self.marker = marker
+        self.armed = False
+        self.stolen = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> AnswerThief:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        doomed = asyncio.Event()
+
+        async def upstream() -> None:
+            while chunk := await reader.read(65536):
+                if self.armed and self.marker in chunk:
+                    self.armed = False
+                    doomed.set()
+                up_writer.write(chunk)
+                await up_writer.drain()
+            up_writer.close()
+
+        async def downstream() -> None:
+            while chunk := await up_reader.read(65536):
+                if doomed.is_set():
+                    self.stolen += 1
+                    writer.close()  # the answer is lost with the connection
+                    up_writer.close()
+                    return
+                writer.write(chunk)
+                await writer.drain()
+            writer.close()
+
+        with contextlib.suppress(OSError):
+            await asyncio.gather(upstream(), downstream())
+
+
+async def test_a_completion_whose_answer_is_lost_is_read_back_not_sent_twice(
+    server: LiveServer, operator: Mark1Client
+) -> None:
+    task = await operator.create_task("finish me")
+    registration = await operator.register_agent("careful", [])
+    async with AnswerThief(server.port, b"CompleteTask") as thief:
+        proxied = f"http://127.0.0.1:{thief.port}/graphql"
+        fast = Backoff(base=0.05, cap=0.2, attempts=None)
+        async with Agent(proxied, registration.token, wake_on_push=False, reconnect=fast) as agent:
+            claimed = await agent.claim()
+            assert claimed is not None and claimed.id == task.id
+            thief.armed = True
+            done = await asyncio.wait_for(agent.complete({"answer": 42}), 30)
+
+    assert thief.stolen == 1
+    assert done.status is TaskStatus.SUCCEEDED and done.result == {"answer": 42}
+    events = await operator.event_page(filter=EventFilter(task_id=task.id))
+    assert [e.type for e in events.items] == [
+        EventType.TASK_CREATED,
+        EventType.TASK_STARTED,
+        EventType.TASK_SUCCEEDED,  # once: the read-back saw it applied, nothing was resent
+    ]
