@@ -123,3 +123,22 @@ def test_a_type_that_drifted_from_the_schema_is_caught() -> None:
     assert "name" not in gql.fields
     assert mismatch(hints(Drifted)["error"], gql.fields["error"].type, SCHEMA)
     assert mismatch(hints(Drifted)["id"], gql.fields["id"].type, SCHEMA) is None
+
+
+def test_mark1_client_is_importable_from_the_installed_environment(tmp_path: Path) -> None:
+    """Not from the repository root on sys.path: from the install (wheel or editable)."""
+    import subprocess
+    import sys
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    wheel = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    assert "client/mark1_client" in wheel["targets"]["wheel"]["packages"]
+    found = subprocess.run(
+        [sys.executable, "-I", "-c", "import mark1_client; print(mark1_client.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(found).parent.name == "mark1_client"
