@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import logging
 from datetime import timedelta
 
 import pytest
@@ -123,10 +123,11 @@ async def test_errors_are_raised_as_typed_exceptions_carrying_their_code(
     assert [(await operator.task(task.id)).status] == [TaskStatus.CANCELLED]  # type: ignore[union-attr]
 
 
-async def test_rate_limited_mutations_wait_retry_after_and_succeed(
+async def test_a_rate_limited_mutation_raises_with_retry_after_when_retries_are_off(
     settings: Settings, tenant: str
 ) -> None:
-    limited = settings.model_copy(update={"mutation_rate": 4.0, "mutation_burst": 2})
+    # One token per 20 s: however slow the machine, the bucket does not refill in between.
+    limited = settings.model_copy(update={"mutation_rate": 0.05, "mutation_burst": 2})
     with live_server(limited) as live:
         token = live.token("OPERATOR", tenant=tenant)
         async with Mark1Client(live.url, token, retry=Backoff(attempts=0)) as impatient:
@@ -134,16 +135,29 @@ async def test_rate_limited_mutations_wait_retry_after_and_succeed(
             await impatient.create_task("b")
             with pytest.raises(RateLimited) as refused:
                 await impatient.create_task("c")
-        async with Mark1Client(live.url, token, retry=Backoff(attempts=10)) as patient:
-            started = time.monotonic()
-            titles = [(await patient.create_task(f"t{i}")).title for i in range(4)]
-            took = time.monotonic() - started
+            total = (await impatient.tasks()).total_count
+
+    assert refused.value.code == "RATE_LIMITED"
+    assert refused.value.retry_after is not None and 10 < refused.value.retry_after <= 20
+    assert total == 2
+
+
+async def test_a_rate_limited_mutation_is_retried_after_retry_after_and_runs_once(
+    settings: Settings, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One token per 2 s and no burst: the second mutation is refused, then waits it out.
+    limited = settings.model_copy(update={"mutation_rate": 0.5, "mutation_burst": 1})
+    with live_server(limited) as live:
+        token = live.token("OPERATOR", tenant=tenant)
+        async with Mark1Client(live.url, token, retry=Backoff(attempts=5)) as patient:
+            with caplog.at_level(logging.WARNING, logger="mark1_client"):
+                titles = [(await patient.create_task(f"t{i}")).title for i in range(2)]
             total = (await patient.tasks()).total_count
 
-    assert refused.value.retry_after is not None and refused.value.retry_after > 0
-    assert titles == ["t0", "t1", "t2", "t3"]
-    assert total == 6  # each created exactly once: nothing was sent twice
-    assert took >= 0.5  # four tokens at 4 per second, after the burst was spent
+    retries = [r.getMessage() for r in caplog.records if r.name == "mark1_client"]
+    assert titles == ["t0", "t1"]
+    assert total == 2  # the refused request ran nothing; its retry ran once
+    assert len(retries) >= 1 and all("retrying in" in m for m in retries), retries
 
 
 class BlackHole:
