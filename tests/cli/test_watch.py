@@ -46,8 +46,12 @@ class WatchProcess:
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         assert self.proc.stdout is not None and self.proc.stderr is not None
-        for stream, sink in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
-            threading.Thread(target=_drain, args=(stream, sink), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=_drain, args=(stream, sink), daemon=True)
+            for stream, sink in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr))
+        ]
+        for reader in self._readers:
+            reader.start()
 
     async def lines(self, count: int, within: float = 30) -> list[str]:
         """The first ``count`` stdout lines, waiting at most ``within`` seconds."""
@@ -73,11 +77,14 @@ class WatchProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        for reader in self._readers:  # they close the pipes at EOF
+            reader.join(10)
 
 
 def _drain(stream: object, sink: list[str]) -> None:
-    for line in stream:  # type: ignore[attr-defined]
-        sink.append(line.rstrip("\n"))
+    with stream:  # type: ignore[attr-defined]
+        for line in stream:  # type: ignore[attr-defined]
+            sink.append(line.rstrip("\n"))
 
 
 @pytest.fixture

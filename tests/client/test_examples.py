@@ -35,8 +35,12 @@ class Example:
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         assert self.proc.stdout is not None and self.proc.stderr is not None
-        for stream, sink in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
-            threading.Thread(target=_drain, args=(stream, sink), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=_drain, args=(stream, sink), daemon=True)
+            for stream, sink in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr))
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def terminate(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -49,11 +53,14 @@ class Example:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        for reader in self._readers:  # they close the pipes at EOF
+            reader.join(10)
 
 
 def _drain(stream: object, sink: list[str]) -> None:
-    for line in stream:  # type: ignore[attr-defined]
-        sink.append(line.rstrip("\n"))
+    with stream:  # type: ignore[attr-defined]
+        for line in stream:  # type: ignore[attr-defined]
+            sink.append(line.rstrip("\n"))
 
 
 @pytest.fixture

@@ -69,6 +69,9 @@ def running_demo(data_dir: Path) -> Iterator[tuple[dict[str, str], int]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+        finally:
+            assert proc.stdout is not None
+            proc.stdout.close()  # an unclosed pipe is a ResourceWarning, an error here
     assert proc.returncode in (0, -15), proc.returncode
 
 
