@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from api.auth.tokens import TokenVerifier
 from api.db.engine import Database
 from api.db.migrate import upgrade
+from api.db.outbox import OutboxReader
 from api.events.bus import EventBus
 from api.http.limits import BodyLimit
 from api.http.ops import routes_for
@@ -46,7 +47,7 @@ def build_runtime(settings: Settings) -> Runtime:
     metrics = Metrics()
     bus = EventBus(
         settings.broadcast_url,
-        reads,
+        OutboxReader(db),
         metrics,
         channel=settings.broadcast_channel,
         gap_check_interval=settings.gap_check_interval,
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.auto_migrate:
             await upgrade(runtime.db)
-        await runtime.bus.start()
+        await runtime.bus.start()  # serves degraded, tailing the outbox, without the broker
         sweeper.start()
         try:
             yield

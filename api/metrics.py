@@ -40,7 +40,17 @@ class Metrics:
         )
         self.gaps_filled = Counter(
             "mark1_bus_gap_events_filled",
-            "Events read from the database because the bus lost or reordered them",
+            "Events read from the outbox: committed by another process, or announced out of order",
+            registry=self.registry,
+        )
+        self.doorbells_dropped = Counter(
+            "mark1_bus_doorbells_dropped",
+            "Bus publishes given up (broker slow or down); the outbox tailing delivers them",
+            registry=self.registry,
+        )
+        self.bus_rejected = Counter(
+            "mark1_bus_messages_rejected",
+            "Bus messages ignored: another install's, or not a doorbell at all",
             registry=self.registry,
         )
         self.bus_reconnects = Counter(

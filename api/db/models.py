@@ -28,6 +28,17 @@ class TenantCounter(SQLModel, table=True):
     last_event_id: int = 0
 
 
+class InstallRow(SQLModel, table=True):
+    """One row, made by the migrations: the id every process of this install shares.
+
+    Bus messages carry it, so installs sharing a broker channel ignore each other.
+    """
+
+    __tablename__ = "install"
+
+    id: str = Field(primary_key=True, max_length=36)
+
+
 class TaskRow(SQLModel, table=True):
     __tablename__ = "task"
     __table_args__ = (

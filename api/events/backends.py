@@ -2,7 +2,8 @@
 
 The bus only needs: connect, subscribe to one channel, publish, and
 ``next_published`` that *raises* when the connection is lost (broadcaster's
-own listeners die silently), so the supervisor can reconnect.
+own listeners die silently), so the supervisor can reconnect. Messages are
+small doorbells (api/events/codec.py), so no payload limit applies here.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from broadcaster._backends.postgres import PostgresBackend
 from broadcaster._backends.redis import RedisBackend
 from broadcaster._base import Event
 
-# Room below PostgreSQL's 8000-byte NOTIFY payload limit for the channel name.
-POSTGRES_MAX_PAYLOAD = 7000
+# How the bus's PostgreSQL connections name themselves in pg_stat_activity.
+LISTEN_APPLICATION = "mark1-bus-listen"
+NOTIFY_APPLICATION = "mark1-bus-notify"
 
 
 class BackendLost(Exception):
@@ -67,9 +69,17 @@ class SupervisedPostgresBackend(PostgresBackend):
     async def connect(self) -> None:
         import asyncpg
 
-        await super().connect()
+        self._listen_queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._conn = await asyncpg.connect(
+            self._url, server_settings={"application_name": LISTEN_APPLICATION}
+        )
         self._conn.add_termination_listener(self._on_terminated)
-        self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=4)
+        self._pool = await asyncpg.create_pool(
+            self._url,
+            min_size=1,
+            max_size=4,
+            server_settings={"application_name": NOTIFY_APPLICATION},
+        )
 
     def _on_terminated(self, _conn: Any) -> None:
         self._listen_queue.put_nowait(_Failure(ConnectionError("LISTEN connection lost")))  # type: ignore[arg-type]
@@ -96,17 +106,15 @@ class SupervisedPostgresBackend(PostgresBackend):
             conn.terminate()
 
 
-def make_backend(url: str) -> tuple[BroadcastBackend, int | None]:
-    """The backend for a ``MARK1_BROADCAST_URL`` and its largest message in bytes."""
+def make_backend(url: str) -> BroadcastBackend:
+    """The backend for a ``MARK1_BROADCAST_URL``."""
     scheme = url.split("://", 1)[0]
     if scheme == "memory":
-        return MemoryBackend(url), None
+        return MemoryBackend(url)
     if scheme in ("redis", "rediss"):
-        return SupervisedRedisBackend(url), None
-    if scheme in ("postgres", "postgresql"):
-        return SupervisedPostgresBackend(url.replace("postgresql+asyncpg://", "postgresql://")), (
-            POSTGRES_MAX_PAYLOAD
-        )
+        return SupervisedRedisBackend(url)
+    if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+        return SupervisedPostgresBackend(url.replace("postgresql+asyncpg://", "postgresql://"))
     raise ValueError(
         f"Unsupported MARK1_BROADCAST_URL scheme {scheme!r}: use memory://, redis:// or postgres://"
     )

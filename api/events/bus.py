@@ -1,12 +1,17 @@
-"""The event bus: publish after commit, one supervised listener per process, fan-out.
+"""The event bus: a doorbell between processes, the outbox as the truth, fan-out.
 
-Every process listens to one broadcast channel that carries all tenants'
-events. Per tenant the listener expects ids in sequence; an id that is not
-``last + 1`` means a publish was lost or overtaken, and the missing ids are
-read from the outbox before fanning out further. A periodic head check
-catches a lost *last* event, and a reconnect after the backend dropped fills
-everything that committed meanwhile. So subscribers get every event, once,
-in id order.
+After commit a process notes its new events (its own subscribers get them at
+once) and rings the broker's doorbell off the request path
+(api/events/announcer.py). Bus messages carry only (install, tenant, id):
+every process reads the events themselves from the outbox, in one batched
+read per tick for all its subscribers, and only up to each tenant's committed
+head — so a message on the channel can neither inject nor suppress an event,
+and installs sharing a channel ignore each other.
+
+Every ``gap_check_interval`` the process also reads every tenant's head,
+whether the broker is up or not: that catches a lost doorbell, and while the
+broker is down (or stalled) it is the outbox tailing that keeps subscribers
+fed. One task dispatches, so subscribers get every event, once, in id order.
 """
 
 from __future__ import annotations
@@ -14,28 +19,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Protocol
+import random
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from typing import Literal, Protocol
 
 from broadcaster._backends.base import BroadcastBackend
 
 from api.domain import EventRecord
+from api.events.announcer import Announcer
 from api.events.backends import BackendLost, make_backend
-from api.events.codec import EventRef, decode, encode
+from api.events.codec import Doorbell, decode, encode
 from api.events.subscriber import Predicate, Subscriber
 from api.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-_FILL_BATCH = 500
+# Ids read per tenant per tick: a tenant far behind cannot crowd the others out.
+_READ_BATCH = 500
+# Tenants noted between two ticks; beyond it the next tick reads every head instead.
+_MAX_HINTS = 10_000
+# Own events held until dispatched; beyond it they are read back from the outbox.
+_MAX_RECENT = 10_000
+
+Health = Literal["ok", "degraded"]
 
 
-class EventSource(Protocol):
-    """Where the bus reads what the broadcast channel lost: the outbox."""
+class Outbox(Protocol):
+    """Where the bus reads events: the database (api/db/outbox.py)."""
 
-    async def events_after(self, tenant: str, after: int, limit: int) -> list[EventRecord]: ...
+    async def install_id(self) -> str: ...
 
-    async def heads(self) -> dict[str, int]: ...
+    async def heads(self, tenants: Collection[str] | None = None) -> dict[str, int]: ...
+
+    async def events_in(self, ranges: Mapping[str, tuple[int, int]]) -> list[EventRecord]: ...
 
 
 class EventBus:
@@ -44,36 +60,57 @@ class EventBus:
     def __init__(
         self,
         url: str,
-        source: EventSource,
+        outbox: Outbox,
         metrics: Metrics,
         *,
         channel: str = "mark1_events",
         gap_check_interval: float = 2.0,
-        backend_factory: Callable[[str], tuple[BroadcastBackend, int | None]] = make_backend,
+        publish_timeout: float = 1.0,
+        connect_timeout: float = 5.0,
+        backend_factory: Callable[[str], BroadcastBackend] = make_backend,
     ) -> None:
         self.url = url
         self.channel = channel
-        self._source = source
+        self.install = ""
+        self._outbox = outbox
         self._metrics = metrics
         self._gap_check_interval = gap_check_interval
+        self._connect_timeout = connect_timeout
         self._backend_factory = backend_factory
         self._backend: BroadcastBackend | None = None
-        self._max_bytes: int | None = None
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._last_seen: dict[str, int] = {}
-        self._dispatch_lock = asyncio.Lock()
+        # Tenants a doorbell named (untrusted: checked against the heads before reading).
+        self._hinted: dict[str, int] = {}
+        # This process's own committed events, not yet dispatched (trusted).
+        self._recent: dict[str, dict[int, EventRecord]] = {}
+        self._recent_count = 0
+        self._read_all_heads = True
+        self._wake = asyncio.Event()
         self._connected = asyncio.Event()
+        self._announcer = Announcer(self._ring, metrics, timeout=publish_timeout)
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect, learn every tenant's head, and start listening."""
-        await self._connect()
-        self._last_seen = await self._source.heads()
+        """Learn the install id and every tenant's head; then serve, broker or not."""
+        self.install = await self._outbox.install_id()
+        self._last_seen = await self._outbox.heads()
+        self._read_all_heads = False
+        try:
+            await self._connect()
+        except Exception as exc:
+            log.warning(
+                "bus %s unreachable (%s); serving degraded: tailing the outbox every %.1fs",
+                _redact(self.url),
+                _describe(exc),
+                self._gap_check_interval,
+            )
         self._tasks = [
             asyncio.create_task(self._listen(), name="mark1-bus-listener"),
-            asyncio.create_task(self._check_heads(), name="mark1-bus-gap-check"),
+            asyncio.create_task(self._pump(), name="mark1-bus-pump"),
+            asyncio.create_task(self._announcer.run(), name="mark1-bus-announcer"),
         ]
 
     async def stop(self) -> None:
@@ -89,11 +126,19 @@ class EventBus:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def health(self) -> Health:
+        """``degraded`` while the broker is gone or not taking publishes: the process
+        still delivers everything, from the outbox, within ``gap_check_interval``."""
+        return "ok" if self.connected and not self._announcer.failing else "degraded"
+
     async def _connect(self) -> None:
-        backend, self._max_bytes = self._backend_factory(self.url)
+        backend = self._backend_factory(self.url)
         try:
-            await backend.connect()
-            await backend.subscribe(self.channel)
+            # A black-holed broker accepts the connection and never answers.
+            async with asyncio.timeout(self._connect_timeout):
+                await backend.connect()
+                await backend.subscribe(self.channel)
         except BaseException:
             # A half-made backend holds a listener task and sockets: free them, or every
             # failed attempt during an outage leaks a task.
@@ -113,17 +158,36 @@ class EventBus:
     # -- publishing ------------------------------------------------------
 
     async def publish(self, records: Sequence[EventRecord]) -> None:
-        """Announce committed events; a lost publish is filled from the outbox."""
+        """Note committed events for this process's subscribers and queue the doorbell.
+
+        Never waits on the broker (DESIGN: Scale-out): a mutation's latency does not
+        depend on the broker's health.
+        """
+        heads: dict[str, int] = {}
         for record in records:
             self._metrics.published(record.tenant)
+            heads[record.tenant] = max(heads.get(record.tenant, 0), record.id)
+            if record.id > self._last_seen.get(record.tenant, 0):
+                self._remember(record)
+        for tenant, upto in heads.items():
+            self._announcer.announce(tenant, upto)
+        self._wake.set()
+
+    def _remember(self, record: EventRecord) -> None:
+        if self._recent_count >= _MAX_RECENT:
+            self._recent.clear()  # the outbox has them all
+            self._recent_count = 0
+        held = self._recent.setdefault(record.tenant, {})
+        if record.id not in held:
+            held[record.id] = record
+            self._recent_count += 1
+
+    async def _ring(self, tenant: str, upto: int) -> None:
         backend = self._backend
         if backend is None:
-            return
-        try:
-            for record in records:
-                await backend.publish(self.channel, encode(record, max_bytes=self._max_bytes))
-        except Exception as exc:
-            log.warning("bus publish failed (%s); subscribers will catch up from the outbox", exc)
+            raise BackendLost("not connected")
+        bell = Doorbell(install=self.install, tenant=tenant, id=upto)
+        await backend.publish(self.channel, encode(bell))
 
     # -- subscribing -----------------------------------------------------
 
@@ -153,79 +217,144 @@ class EventBus:
     # -- listening -------------------------------------------------------
 
     async def _listen(self) -> None:
+        """Hold the broker connection and note doorbells; reconnect with jittered backoff."""
         backoff = 0.1
         while True:
             try:
                 if self._backend is None:
                     await self._connect()
                     self._metrics.bus_reconnects.inc()
-                    log.info("bus reconnected to %s", _redact(self.url))
-                    await self._fill_all()
+                    self._announcer.failing = False
+                    log.info("bus connected to %s", _redact(self.url))
+                    self._read_all_heads = True  # whatever committed while it was away
+                    self._wake.set()
                 backoff = 0.1
                 assert self._backend is not None
                 while True:
                     message = await self._backend.next_published()
-                    await self._receive(decode(message.message))
+                    self._note(decode(message.message))
             except asyncio.CancelledError:
                 raise
-            except (BackendLost, OSError, ConnectionError) as exc:
-                log.warning("bus backend lost (%s); reconnecting in %.1fs", exc, backoff)
+            except (BackendLost, OSError, ConnectionError, TimeoutError) as exc:
+                log.warning("bus backend lost (%s); reconnecting", _describe(exc))
             except Exception:
-                log.exception("bus listener error; reconnecting in %.1fs", backoff)
+                log.exception("bus listener error; reconnecting")
             await self._disconnect()
-            await asyncio.sleep(backoff)
+            # Full jitter: many processes that lost the broker together do not all
+            # come back in the same instant.
+            await asyncio.sleep(random.uniform(backoff / 2, backoff))
             backoff = min(backoff * 2, 5.0)
 
-    async def _receive(self, item: EventRecord | EventRef) -> None:
-        async with self._dispatch_lock:
-            last = self._last_seen.get(item.tenant, 0)
-            if item.id <= last:
-                return  # already delivered (filled from the outbox, or a duplicate)
-            if isinstance(item, EventRef) or item.id > last + 1:
-                await self._fill(item.tenant, upto=item.id)
-            if isinstance(item, EventRef) or item.id != self._last_seen.get(item.tenant, 0) + 1:
-                # The fill dispatched it already (dispatching it again would count it twice
-                # against every subscriber's buffer), or could not reach it yet: then the
-                # head check fills the rest in order, rather than skipping the gap for good.
-                return
-            self._dispatch(item)
+    def _note(self, bell: Doorbell | None) -> None:
+        if bell is None or bell.install != self.install:
+            self._metrics.bus_rejected.inc()
+            return
+        if bell.id <= self._last_seen.get(bell.tenant, 0):
+            return  # our own, echoed back, or already delivered
+        if bell.tenant in self._hinted:
+            self._hinted[bell.tenant] = max(self._hinted[bell.tenant], bell.id)
+        elif len(self._hinted) < _MAX_HINTS:
+            self._hinted[bell.tenant] = bell.id
+        else:
+            self._read_all_heads = True
+        self._wake.set()
 
-    async def _check_heads(self) -> None:
-        """Catch a lost last publish: nothing after it would reveal the gap."""
+    # -- delivering ------------------------------------------------------
+
+    async def _pump(self) -> None:
+        """The one task that dispatches: on a doorbell, and every gap_check_interval."""
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + self._gap_check_interval
         while True:
-            await asyncio.sleep(self._gap_check_interval)
-            if not self.connected:
-                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(next_check - loop.time(), 0)):
+                    await self._wake.wait()
+            self._wake.clear()
+            if loop.time() >= next_check:
+                self._read_all_heads = True
+                next_check = loop.time() + self._gap_check_interval
             try:
-                await self._fill_all()
+                await self._tick()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("bus head check failed: %s", exc)
+                # The database is away: keep what is known, retry with every head.
+                log.warning("bus could not read the outbox: %s", _describe(exc))
+                self._read_all_heads = True
+                await asyncio.sleep(min(self._gap_check_interval, 1.0))
 
-    async def _fill_all(self) -> None:
-        heads = await self._source.heads()
+    async def _tick(self) -> None:
+        hinted, self._hinted = self._hinted, {}
+        # Our own commits, when every event since the last one seen is at hand: no read.
+        for tenant in list(self._recent):
+            if not self._dispatch_recent(tenant):
+                hinted[tenant] = max(hinted.get(tenant, 0), max(self._recent[tenant]))
+        if self._read_all_heads:
+            self._read_all_heads = False
+            heads = await self._outbox.heads()
+        else:
+            wanted = [t for t, upto in hinted.items() if upto > self._last_seen.get(t, 0)]
+            if not wanted:
+                return
+            heads = await self._outbox.heads(wanted)
+        ranges: dict[str, tuple[int, int]] = {}
         for tenant, head in heads.items():
-            if head > self._last_seen.get(tenant, 0):
-                async with self._dispatch_lock:
-                    await self._fill(tenant, upto=head)
-
-    async def _fill(self, tenant: str, *, upto: int) -> None:
-        """Dispatch a tenant's events from the outbox up to and including ``upto``."""
-        while self._last_seen.get(tenant, 0) < upto:
-            after = self._last_seen.get(tenant, 0)
-            batch = await self._source.events_after(tenant, after, min(_FILL_BATCH, upto - after))
-            if not batch:
-                return  # not committed yet: the head check will come back to it
-            self._metrics.gaps_filled.inc(len(batch))
-            for record in batch:
+            last = self._last_seen.get(tenant, 0)
+            if head <= last:
+                continue
+            if tenant not in self._subscribers:
+                self._advance(tenant, head)  # nobody here to read them for
+                continue
+            ranges[tenant] = (last, min(head, last + _READ_BATCH))
+            if head > last + _READ_BATCH:
+                self._hinted[tenant] = head
+                self._wake.set()
+        if not ranges:
+            return
+        records = await self._outbox.events_in(ranges)
+        self._metrics.gaps_filled.inc(len(records))
+        for record in records:
+            if record.id > self._last_seen.get(record.tenant, 0):
                 self._dispatch(record)
+        for tenant, (_, upto) in ranges.items():
+            # Ids up to a committed head that the read did not return are gone for good.
+            self._advance(tenant, upto)
+
+    def _dispatch_recent(self, tenant: str) -> bool:
+        """Dispatch this process's own events of ``tenant`` if none is missing before them."""
+        held = self._recent[tenant]
+        last = self._last_seen.get(tenant, 0)
+        upto = max(held)
+        if upto <= last:
+            self._advance(tenant, last)
+            return True
+        if upto - last > len(held) or any(i not in held for i in range(last + 1, upto + 1)):
+            return False
+        for i in range(last + 1, upto + 1):
+            self._dispatch(held[i])
+        self._advance(tenant, upto)
+        return True
+
+    def _advance(self, tenant: str, upto: int) -> None:
+        if upto > self._last_seen.get(tenant, 0):
+            self._last_seen[tenant] = upto
+        held = self._recent.get(tenant)
+        if held is not None:
+            for i in [i for i in held if i <= upto]:
+                del held[i]
+                self._recent_count -= 1
+            if not held:
+                del self._recent[tenant]
 
     def _dispatch(self, record: EventRecord) -> None:
         self._last_seen[record.tenant] = record.id
         for subscriber in list(self._subscribers.get(record.tenant, ())):
             if not subscriber.offer(record):
                 self._metrics.slow_consumers.inc()
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 def _redact(url: str) -> str:

@@ -1,4 +1,11 @@
-"""Wire format of events on the bus: compact JSON, or a reference when too large."""
+"""Wire format of bus messages: a doorbell naming an event, never the event itself.
+
+A message says only "install I, tenant T has committed events up to id N";
+every process reads the events from its own outbox. Nothing on the channel
+is trusted by value: a forged, foreign or garbled message can at most cause
+a read that finds nothing new, and no message is too large for NOTIFY
+(8,000 bytes) however large the event.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +13,35 @@ from dataclasses import dataclass
 
 import orjson
 
-from api.domain import EventRecord
-
 
 @dataclass(frozen=True)
-class EventRef:
-    """A pointer to an event the listener must read from the database."""
+class Doorbell:
+    """Tenant ``tenant`` of install ``install`` has committed up to event ``id``."""
 
+    install: str
     tenant: str
     id: int
 
 
-def encode(record: EventRecord, *, max_bytes: int | None) -> str:
-    """Full JSON, unless over ``max_bytes`` (PostgreSQL NOTIFY takes < 8000 bytes)."""
-    body = orjson.dumps(record.model_dump(mode="json"))
-    if max_bytes is not None and len(body) > max_bytes:
-        body = orjson.dumps({"ref": True, "tenant": record.tenant, "id": record.id})
-    return body.decode()
+def encode(bell: Doorbell) -> str:
+    return orjson.dumps({"i": bell.install, "t": bell.tenant, "e": bell.id}).decode()
 
 
-def decode(message: str | bytes) -> EventRecord | EventRef:
-    data = orjson.loads(message)
-    if data.get("ref"):
-        return EventRef(tenant=str(data["tenant"]), id=int(data["id"]))
-    return EventRecord.model_validate(data)
+def decode(message: str | bytes) -> Doorbell | None:
+    """The doorbell, or None for anything else that turned up on the channel."""
+    try:
+        data = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    install, tenant, id = data.get("i"), data.get("t"), data.get("e")
+    if (
+        not isinstance(install, str)
+        or not isinstance(tenant, str)
+        or not isinstance(id, int)
+        or isinstance(id, bool)
+        or id < 1
+    ):
+        return None
+    return Doorbell(install=install, tenant=tenant, id=id)
