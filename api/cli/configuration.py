@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+from typing import NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -52,6 +53,13 @@ def load_settings(**overrides: object) -> Settings:
     json = os.environ.get("MARK1_LOG_FORMAT", "").strip().lower() == "json"
     for line in lines:
         _say(logging.ERROR, line, json=json)
+    raise typer.Exit(EXIT_CONFIGURATION)
+
+
+def refuse(line: str, settings: Settings) -> NoReturn:
+    """Refuse a configuration that validated but cannot work (api/cli/deployment.py):
+    the line on stderr, in the operator's log format, and exit code 2."""
+    _say(logging.ERROR, line, json=settings.log_format == "json")
     raise typer.Exit(EXIT_CONFIGURATION)
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from api.cli.configuration import refuse
+from api.cli.deployment import refusal
 from api.logging.config import log_config
 from api.logging.redaction import REDACTED, RedactSecrets, redact
 from api.settings import Settings
@@ -50,6 +52,10 @@ def app_from_env() -> object:
 
 
 def run_server(settings: Settings) -> None:
+    """Serve, unless the deployment cannot work: then say why and exit with code 2."""
+    problem = refusal(settings)
+    if problem is not None:
+        refuse(problem, settings)
     config = uvicorn_config(settings)  # configures logging, the root logger included
     logging.captureWarnings(True)  # a warning is a log line too (one JSON object in json)
     log.info("Mark-1 Realtime on http://%s:%s/graphql", settings.host, settings.port)
