@@ -148,3 +148,9 @@ async def latest_event(
     )
     row = (await session.execute(stmt)).scalar_one_or_none()
     return None if row is None else event_record(row)
+
+
+async def heads(session: AsyncSession) -> dict[str, int]:
+    """Last allocated event id of every tenant (committed ids only)."""
+    rows = (await session.execute(select(TenantCounter.tenant, TenantCounter.last_event_id))).all()
+    return {tenant: int(last) for tenant, last in rows}

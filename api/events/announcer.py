@@ -54,7 +54,10 @@ class Announcer:
             pending, self._pending = self._pending, {}
             for sent, (tenant, upto) in enumerate(pending.items()):
                 try:
-                    await asyncio.wait_for(self._send(tenant, upto), self._timeout)
+                    # Not wait_for: on Python 3.11 it can swallow a cancellation that
+                    # arrives as the send completes, and stop() would then wait forever.
+                    async with asyncio.timeout(self._timeout):
+                        await self._send(tenant, upto)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:

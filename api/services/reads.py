@@ -132,6 +132,10 @@ class ReadService:
         async with self._db.session() as s:
             return await event_rows.latest_event(s, tenant=tenant, query=query)
 
+    async def heads(self) -> dict[str, int]:
+        async with self._db.session() as s:
+            return await event_rows.heads(s)
+
     async def counts(self, tenant: str) -> tuple[dict[str, int], dict[str, int]]:
         """Tasks and agents by status."""
         async with self._db.session() as s:
