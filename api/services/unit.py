@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -145,7 +146,8 @@ class UnitOfWork:
                 except (OperationalError, DBAPIError) as exc:
                     if attempt + 1 < _RETRIES and _is_retryable(exc):
                         log.info("retrying transaction after %s", type(exc.orig).__name__)
-                        await asyncio.sleep(0.01 * (attempt + 1))
+                        # Jittered, so the transactions that deadlocked do not collide again.
+                        await asyncio.sleep(random.uniform(0.5, 1.5) * 0.01 * (attempt + 1))
                         continue
                     raise
             if records:

@@ -55,8 +55,12 @@ export function createSocket(
     connectionParams,
     retryAttempts: Infinity,
     shouldRetry: () => true,
-    retryWait: (retries) =>
-      new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** retries, RETRY_CAP_MS))),
+    retryWait: (retries) => {
+      // Jittered (half to full wait), so screens that lost the same server do not all
+      // come back in the same instant.
+      const wait = Math.min(250 * 2 ** retries, RETRY_CAP_MS) * (0.5 + Math.random() / 2);
+      return new Promise((resolve) => setTimeout(resolve, wait));
+    },
     keepAlive: 10_000, // a ping every 10 s notices a half-open socket
     on: {
       connecting: () => monitor.update({ phase: wasConnected ? 'reconnecting' : 'connecting' }),
