@@ -19,7 +19,7 @@ from tests.realtime.conftest import serving, subscribed
 from tests.realtime.processes import Process, RedisServer, serve_clusters
 from tests.realtime.wire import ProtocolError, Socket
 from tests.support import databases
-from tests.support.waiting import PATIENCE
+from tests.support.waiting import PATIENCE, until
 
 EVENTS = "subscription($after: ID) { events(after: $after) { id type } }"
 TASKS = "subscription { taskUpdates { title status } }"
@@ -140,6 +140,12 @@ async def test_a_redis_restart_loses_no_event_committed_while_it_was_down(
                 rest = [await ws.field("events", within=15) for _ in range(7)]
                 await ws.silent("events", 0.5)
             servers = (writer, reader)
+            # Delivery did not wait for the bus (the outbox is tailed meanwhile): the
+            # reconnect may still be under way.
+            await until(
+                lambda: all(Metrics.value(s.runtime.metrics.bus_reconnects) for s in servers),
+                what="both listeners reconnected",
+            )
             reconnects = [Metrics.value(s.runtime.metrics.bus_reconnects) for s in servers]
             listeners = [await on_server(s, _redis_listeners()) for s in servers]
     ids = [int(e["id"]) for e in before + rest]
