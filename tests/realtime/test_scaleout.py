@@ -184,6 +184,11 @@ async def test_serve_with_two_workers_fans_out_to_sockets_on_every_worker(
         workers="2",
     ) as running:
         (server,) = running["redis"]
+        # /readyz answered from one worker; under load the other may still be starting.
+        await until(
+            lambda: server.output().count("Application startup complete") == 2,
+            what="both workers started",
+        )
         viewer = server.token("VIEWER", tenant=tenant)
         sockets = [await Socket.open(server.ws_url, viewer) for _ in range(6)]
         try:
