@@ -9,13 +9,20 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.server import TEST_SECRET, free_port
 
 PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/mark1_never_reached"
 REDIS = "redis://127.0.0.1:6379/0"
 JWKS = "https://idp.example.com/.well-known/jwks.json"
-PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nnot reached\n-----END PUBLIC KEY-----"
+PUBLIC_KEY = (
+    ec.generate_private_key(ec.SECP256R1())
+    .public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
 
 
 def serve(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
