@@ -142,8 +142,7 @@ class EventBus:
         except BaseException:
             # A half-made backend holds a listener task and sockets: free them, or every
             # failed attempt during an outage leaks a task.
-            with contextlib.suppress(Exception):
-                await backend.disconnect()
+            await self._close(backend)
             raise
         self._backend = backend
         self._connected.set()
@@ -152,7 +151,12 @@ class EventBus:
         self._connected.clear()
         backend, self._backend = self._backend, None
         if backend is not None:
-            with contextlib.suppress(Exception):
+            await self._close(backend)
+
+    async def _close(self, backend: BroadcastBackend) -> None:
+        """Disconnect, within the connect timeout even when the peer hangs."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._connect_timeout):
                 await backend.disconnect()
 
     # -- publishing ------------------------------------------------------
