@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, String, cast, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +27,44 @@ def agent_state(row: AgentRow) -> AgentState:
         current_task_id=row.current_task_id,
         metadata=row.metadata_,
     )
+
+
+_AGENT = AgentRow.__table__.c  # type: ignore[attr-defined]
+
+
+def agent_state_of(row: Any) -> AgentState:
+    """An AgentState straight from a Core result row (its ``metadata`` column by name)."""
+    return AgentState.model_validate(dict(row._mapping))
+
+
+async def lock_agent_state(session: AsyncSession, *, tenant: str, id: str) -> AgentState | None:
+    """An agent's state, row-locked for this transaction (Core: no ORM object)."""
+    stmt = select(AgentRow.__table__).where(_AGENT.tenant == tenant, _AGENT.id == id)  # type: ignore[attr-defined]
+    row = (await session.execute(stmt.with_for_update())).first()
+    return None if row is None else agent_state_of(row)
+
+
+async def touch_heartbeat(
+    session: AsyncSession,
+    *,
+    tenant: str,
+    id: str,
+    now: datetime,
+    statuses: Sequence[AgentStatus],
+) -> AgentState | None:
+    """Record a heartbeat while the agent is in one of ``statuses``; its state, or None."""
+    stmt = (
+        update(AgentRow.__table__)  # type: ignore[attr-defined]
+        .where(
+            _AGENT.tenant == tenant,
+            _AGENT.id == id,
+            _AGENT.status.in_([s.value for s in statuses]),
+        )
+        .values(last_heartbeat_at=now)
+        .returning(*_AGENT)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else agent_state_of(row)
 
 
 async def get_agent(

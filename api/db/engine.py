@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -38,6 +39,19 @@ class Database:
         await self.engine.dispose()
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _json_loads(value: Any) -> Any:
+    # SQLite's NUMERIC affinity hands a top-level JSON number back as a number.
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+# JSON columns (event snapshots on every write) through orjson rather than the json module.
+_JSON = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
+
+
 def _make_engine(url: str, *, echo: bool) -> AsyncEngine:
     if url.startswith("sqlite"):
         # One connection per process: SQLite serialises writers anyway, and a
@@ -49,10 +63,13 @@ def _make_engine(url: str, *, echo: bool) -> AsyncEngine:
             max_overflow=0,
             pool_timeout=60,
             connect_args={"timeout": 30},
+            **_JSON,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(
+        url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True, **_JSON
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

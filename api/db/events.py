@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, update
+from sqlalchemy import ColumnElement, func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -77,22 +77,26 @@ async def allocate_ids(session: AsyncSession, *, tenant: str, count: int) -> int
     return int(last)
 
 
-def add_events(session: AsyncSession, records: Sequence[EventRecord]) -> None:
-    for r in records:
-        session.add(
-            EventRow(
-                tenant=r.tenant,
-                id=r.id,
-                type=r.type.value,
-                occurred_at=r.occurred_at,
-                actor=r.actor,
-                task_id=r.task_id,
-                agent_id=r.agent_id,
-                workflow_id=r.workflow_id,
-                data=r.data,
-                snapshots=r.snapshots.model_dump(mode="json"),
-            )
-        )
+async def insert_events(session: AsyncSession, records: Sequence[EventRecord]) -> None:
+    """One Core INSERT for the transaction's events (no ORM objects: nothing reads them back)."""
+    await session.execute(
+        insert(EventRow),
+        [
+            {
+                "tenant": r.tenant,
+                "id": r.id,
+                "type": r.type.value,
+                "occurred_at": r.occurred_at,
+                "actor": r.actor,
+                "task_id": r.task_id,
+                "agent_id": r.agent_id,
+                "workflow_id": r.workflow_id,
+                "data": r.data,
+                "snapshots": r.snapshots.model_dump(mode="json"),
+            }
+            for r in records
+        ],
+    )
 
 
 def _filtered(tenant: str, query: EventQuery, after: int | None) -> list[ColumnElement[bool]]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -35,6 +37,49 @@ def task_state(row: TaskRow) -> TaskState:
         started_at=row.started_at,
         finished_at=row.finished_at,
     )
+
+
+_TASK = TaskRow.__table__.c  # type: ignore[attr-defined]
+
+
+def task_state_of(row: Any) -> TaskState:
+    """A TaskState straight from a Core result row (no ORM object in between)."""
+    return TaskState.model_validate(dict(row._mapping))
+
+
+async def peek_holder(
+    session: AsyncSession, *, tenant: str, id: str
+) -> tuple[str, str | None] | None:
+    """(status, agent_id) of a task, unlocked; None when there is no such task."""
+    stmt = select(_TASK.status, _TASK.agent_id).where(_TASK.tenant == tenant, _TASK.id == id)
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def update_progress(
+    session: AsyncSession,
+    *,
+    tenant: str,
+    id: str,
+    holder: str,
+    progress: float,
+    message: str | None,
+    now: datetime,
+) -> TaskState | None:
+    """Set a RUNNING task's progress, only while ``holder`` holds it; its new state, or None."""
+    stmt = (
+        update(TaskRow.__table__)  # type: ignore[attr-defined]
+        .where(
+            _TASK.tenant == tenant,
+            _TASK.id == id,
+            _TASK.status == TaskStatus.RUNNING.value,
+            _TASK.agent_id == holder,
+        )
+        .values(progress=progress, message=message, updated_at=now)
+        .returning(*_TASK)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else task_state_of(row)
 
 
 async def get_task(
