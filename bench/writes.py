@@ -50,7 +50,9 @@ TENANT = "bench"
 
 TYPENAME = b'{"query":"{ __typename }"}'
 TOUCH = b'{"query":"mutation($p: Float!) { touch(progress: $p) }","variables":{"p":0.5}}'
-REPORT = "mutation($t: ID!, $p: Float!) { reportProgress(taskId: $t, progress: $p) { id progress } }"
+REPORT = (
+    "mutation($t: ID!, $p: Float!) { reportProgress(taskId: $t, progress: $p) { id progress } }"
+)
 HEARTBEAT = "mutation($a: ID!) { heartbeat(agentId: $a) { id status } }"
 CREATE = "mutation($title: String!) { createTask(input: {title: $title}) { id status } }"
 CLAIM = "mutation($a: ID!) { claimTask(agentId: $a) { id status } }"
@@ -362,7 +364,9 @@ def main(
 
     floors: dict[str, dict[str, Any]] = {}
     with floor("asgi") as target:
-        floors["asgi"] = measure(target, [_fixed(_request(target, TYPENAME))] * agents, seconds=seconds)
+        floors["asgi"] = measure(
+            target, [_fixed(_request(target, TYPENAME))] * agents, seconds=seconds
+        )
     print(_line("bare ASGI app, fixed JSON", floors["asgi"]), flush=True)
     with floor("strawberry") as target:
         floors["strawberry"] = measure(
@@ -372,7 +376,9 @@ def main(
         floors["strawberry_mutation"] = measure(
             target, [_fixed(_request(target, TOUCH))] * agents, seconds=seconds, ok=_graphql_ok
         )
-        print(_line("bare strawberry, one-line mutation", floors["strawberry_mutation"]), flush=True)
+        print(
+            _line("bare strawberry, one-line mutation", floors["strawberry_mutation"]), flush=True
+        )
     rates = {"asgi": floors["asgi"]["per_second"], "strawberry": floors["strawberry"]["per_second"]}
 
     products: dict[str, dict[str, Any]] = {}
@@ -384,7 +390,11 @@ def main(
                 if wanted and name.split(" ")[0] not in wanted:
                     continue
                 requests = build(fleet)
-                spy = None if profile is None else profile / f"{kind}-{name.split(' ')[0]}.{profile_format}"
+                spy = (
+                    None
+                    if profile is None
+                    else profile / f"{kind}-{name.split(' ')[0]}.{profile_format}"
+                )
                 figures[name] = measure(
                     target, requests, seconds=seconds, ok=_graphql_ok, profile=spy
                 )

@@ -26,6 +26,7 @@ from resolvers.types import (
     Viewer,
     Workflow,
     connection,
+    selects_total_count,
 )
 
 
@@ -104,6 +105,7 @@ class Query:
             workflow_id=workflow_id,
             first=50 if first is None else first,
             after=after,
+            count=selects_total_count(info),
         )
         return connection(page, Task.of)
 
@@ -127,6 +129,7 @@ class Query:
             capability=capability,
             first=50 if first is None else first,
             after=after,
+            count=selects_total_count(info),
         )
         return connection(page, Agent.of)
 
@@ -148,6 +151,7 @@ class Query:
             statuses=status,
             first=50 if first is None else first,
             after=after,
+            count=selects_total_count(info),
         )
         return connection(page, Workflow.of)
 
@@ -164,6 +168,7 @@ class Query:
             query=event_query(filter),
             first=100 if first is None else first,
             after=after,
+            count=selects_total_count(info),
         )
         return connection(page, Event.of)
 

@@ -91,6 +91,7 @@ async def page_agents(
     capability: str | None,
     first: int,
     after: str | None,
+    count: bool = True,
 ) -> Page[AgentRow]:
     """Oldest registration first; new agents land on the last page."""
     conditions: list[ColumnElement[bool]] = [col(AgentRow.tenant) == tenant]
@@ -102,8 +103,12 @@ async def page_agents(
             cast(AgentRow.capabilities, String).contains(f'"{capability}"', autoescape=True)
         )
     total = (
-        await session.execute(select(func.count()).select_from(AgentRow).where(*conditions))
-    ).scalar_one()
+        (
+            await session.execute(select(func.count()).select_from(AgentRow).where(*conditions))
+        ).scalar_one()
+        if count
+        else None
+    )
     stmt = select(AgentRow).where(*conditions)
     if after is not None:  # an empty cursor is invalid, not the first page
         stmt = stmt.where(

@@ -144,6 +144,7 @@ async def page_tasks(
     workflow_id: str | None,
     first: int,
     after: str | None,
+    count: bool = True,
 ) -> Page[TaskRow]:
     """Newest first, so tasks created while paging never shift later pages."""
     conditions = [TaskRow.tenant == tenant]
@@ -154,8 +155,12 @@ async def page_tasks(
     if workflow_id is not None:
         conditions.append(TaskRow.workflow_id == workflow_id)
     total = (
-        await session.execute(select(func.count()).select_from(TaskRow).where(*conditions))
-    ).scalar_one()
+        (
+            await session.execute(select(func.count()).select_from(TaskRow).where(*conditions))
+        ).scalar_one()
+        if count
+        else None
+    )
     stmt = select(TaskRow).where(*conditions)
     if after is not None:  # an empty cursor is invalid, not the first page
         stmt = stmt.where(after_clause(TaskRow.created_at, TaskRow.id, after, descending=True))
