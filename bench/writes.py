@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import shlex
 import socket
 import subprocess
@@ -327,8 +326,8 @@ def _line(name: str, m: dict[str, Any], floors: dict[str, float] | None = None) 
     )
     if floors:
         text += (
-            f"  = {m['per_second'] / floors['strawberry']:.2f}× strawberry, "
-            f"{m['per_second'] / floors['asgi']:.2f}× ASGI"
+            f"  = {m['per_second'] / floors['strawberry']:.2f}x strawberry, "
+            f"{m['per_second'] / floors['asgi']:.2f}x ASGI"
         )
     if m.get("failures"):
         text += f"  FAILURES {m['failures']}: {m['first_failure']}"
@@ -452,7 +451,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['config']['agents']} agents back to back, "
         f"{result['config']['seconds']:g} s per figure.",
         "",
-        "| figure | per second | × strawberry `{ __typename }` | × bare ASGI | server CPU per request | client CPU |",
+        "| figure | per second | x strawberry `{ __typename }` | x bare ASGI | server CPU per request | client CPU |",
         "|---|---|---|---|---|---|",
     ]
     for name, label in (
