@@ -451,7 +451,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['config']['agents']} agents back to back, "
         f"{result['config']['seconds']:g} s per figure.",
         "",
-        "| figure | per second | x strawberry `{ __typename }` | x bare ASGI | server CPU per request | client CPU |",
+        "| figure | per second | x strawberry `{ __typename }` | x bare ASGI "
+        "| server CPU per request | client CPU |",
         "|---|---|---|---|---|---|",
     ]
     for name, label in (
