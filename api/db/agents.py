@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, func, update
+from sqlalchemy import ColumnElement, String, bindparam, cast, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -31,6 +31,23 @@ def agent_state(row: AgentRow) -> AgentState:
 
 _AGENT = AgentRow.__table__.c  # type: ignore[attr-defined]
 
+# Built once, run on the session's connection (Core): see api/db/tasks.py.
+_LOCK_AGENT = (
+    select(AgentRow.__table__)  # type: ignore[attr-defined]
+    .where(_AGENT.tenant == bindparam("p_tenant"), _AGENT.id == bindparam("p_id"))
+    .with_for_update()
+)
+_TOUCH_HEARTBEAT = (
+    update(AgentRow.__table__)  # type: ignore[attr-defined]
+    .where(
+        _AGENT.tenant == bindparam("p_tenant"),
+        _AGENT.id == bindparam("p_id"),
+        _AGENT.status.in_(bindparam("p_statuses", expanding=True)),
+    )
+    .values(last_heartbeat_at=bindparam("p_now"))
+    .returning(*_AGENT)
+)
+
 
 def agent_state_of(row: Any) -> AgentState:
     """An AgentState straight from a Core result row (its ``metadata`` column by name)."""
@@ -38,9 +55,9 @@ def agent_state_of(row: Any) -> AgentState:
 
 
 async def lock_agent_state(session: AsyncSession, *, tenant: str, id: str) -> AgentState | None:
-    """An agent's state, row-locked for this transaction (Core: no ORM object)."""
-    stmt = select(AgentRow.__table__).where(_AGENT.tenant == tenant, _AGENT.id == id)  # type: ignore[attr-defined]
-    row = (await session.execute(stmt.with_for_update())).first()
+    """An agent's state, row-locked for this transaction."""
+    conn = await session.connection()
+    row = (await conn.execute(_LOCK_AGENT, {"p_tenant": tenant, "p_id": id})).first()
     return None if row is None else agent_state_of(row)
 
 
@@ -53,17 +70,14 @@ async def touch_heartbeat(
     statuses: Sequence[AgentStatus],
 ) -> AgentState | None:
     """Record a heartbeat while the agent is in one of ``statuses``; its state, or None."""
-    stmt = (
-        update(AgentRow.__table__)  # type: ignore[attr-defined]
-        .where(
-            _AGENT.tenant == tenant,
-            _AGENT.id == id,
-            _AGENT.status.in_([s.value for s in statuses]),
-        )
-        .values(last_heartbeat_at=now)
-        .returning(*_AGENT)
-    )
-    row = (await session.execute(stmt)).first()
+    conn = await session.connection()
+    params = {
+        "p_tenant": tenant,
+        "p_id": id,
+        "p_now": now,
+        "p_statuses": [s.value for s in statuses],
+    }
+    row = (await conn.execute(_TOUCH_HEARTBEAT, params)).first()
     return None if row is None else agent_state_of(row)
 
 

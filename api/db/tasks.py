@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import bindparam, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -41,6 +41,27 @@ def task_state(row: TaskRow) -> TaskState:
 
 _TASK = TaskRow.__table__.c  # type: ignore[attr-defined]
 
+# The hot path's statements, built once: constructing a statement costs more than
+# running it on SQLite. Run on the session's connection (Core), not through the ORM.
+_PEEK_HOLDER = select(_TASK.status, _TASK.agent_id).where(
+    _TASK.tenant == bindparam("p_tenant"), _TASK.id == bindparam("p_id")
+)
+_UPDATE_PROGRESS = (
+    update(TaskRow.__table__)  # type: ignore[attr-defined]
+    .where(
+        _TASK.tenant == bindparam("p_tenant"),
+        _TASK.id == bindparam("p_id"),
+        _TASK.status == TaskStatus.RUNNING.value,
+        _TASK.agent_id == bindparam("p_holder"),
+    )
+    .values(
+        progress=bindparam("p_progress"),
+        message=bindparam("p_message"),
+        updated_at=bindparam("p_now"),
+    )
+    .returning(*_TASK)
+)
+
 
 def task_state_of(row: Any) -> TaskState:
     """A TaskState straight from a Core result row (no ORM object in between)."""
@@ -51,8 +72,8 @@ async def peek_holder(
     session: AsyncSession, *, tenant: str, id: str
 ) -> tuple[str, str | None] | None:
     """(status, agent_id) of a task, unlocked; None when there is no such task."""
-    stmt = select(_TASK.status, _TASK.agent_id).where(_TASK.tenant == tenant, _TASK.id == id)
-    row = (await session.execute(stmt)).first()
+    conn = await session.connection()
+    row = (await conn.execute(_PEEK_HOLDER, {"p_tenant": tenant, "p_id": id})).first()
     return None if row is None else (row[0], row[1])
 
 
@@ -67,18 +88,16 @@ async def update_progress(
     now: datetime,
 ) -> TaskState | None:
     """Set a RUNNING task's progress, only while ``holder`` holds it; its new state, or None."""
-    stmt = (
-        update(TaskRow.__table__)  # type: ignore[attr-defined]
-        .where(
-            _TASK.tenant == tenant,
-            _TASK.id == id,
-            _TASK.status == TaskStatus.RUNNING.value,
-            _TASK.agent_id == holder,
-        )
-        .values(progress=progress, message=message, updated_at=now)
-        .returning(*_TASK)
-    )
-    row = (await session.execute(stmt)).first()
+    conn = await session.connection()
+    params = {
+        "p_tenant": tenant,
+        "p_id": id,
+        "p_holder": holder,
+        "p_progress": progress,
+        "p_message": message,
+        "p_now": now,
+    }
+    row = (await conn.execute(_UPDATE_PROGRESS, params)).first()
     return None if row is None else task_state_of(row)
 
 
