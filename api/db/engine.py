@@ -7,13 +7,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from api.db.sqlite import BUSY_TIMEOUT, inline_connector
 
 
 class Database:
@@ -56,13 +58,14 @@ def _make_engine(url: str, *, echo: bool) -> AsyncEngine:
     if url.startswith("sqlite"):
         # One connection per process: SQLite serialises writers anyway, and a
         # single connection turns "database is locked" races into a plain queue.
+        # Its calls run on the event loop's thread (api/db/sqlite.py).
         engine = create_async_engine(
             url,
             echo=echo,
             pool_size=1,
             max_overflow=0,
             pool_timeout=60,
-            connect_args={"timeout": 30},
+            async_creator=inline_connector(make_url(url).database or ""),
             **_JSON,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -75,6 +78,6 @@ def _make_engine(url: str, *, echo: bool) -> AsyncEngine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
