@@ -16,7 +16,8 @@ for that reason; a transaction that still finds the database locked is
 retried by the unit of work.
 
 Written for aiosqlite 0.22 (``Connection._execute``, ``_connect``, ``_tx``,
-``stop``); ``pyproject.toml`` pins that range and a test checks it.
+``stop``): api/overrides.py states the range, pyproject.toml bounds it, and
+tests/ops/test_dependency_bounds.py checks both.
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ from functools import partial
 from typing import Any
 
 import aiosqlite
-
-SUPPORTED_AIOSQLITE = ((0, 22), (0, 23))
-"""[lowest, highest) aiosqlite versions whose private methods this module overrides."""
 
 BUSY_TIMEOUT = 0.05
 """Seconds a statement waits for another connection's write lock (it blocks the loop)."""
@@ -84,10 +82,3 @@ def inline_connector(path: str) -> Callable[[], InlineConnection]:
     # use is still serialised by the pool's single connection.
     connect = partial(sqlite3.connect, path, timeout=BUSY_TIMEOUT, check_same_thread=False)
     return lambda: InlineConnection(connect)
-
-
-def aiosqlite_supported(version: str = aiosqlite.__version__) -> bool:
-    """Whether ``version`` is one this module was written for."""
-    parts = tuple(int(p) for p in version.split(".")[:2])
-    low, high = SUPPORTED_AIOSQLITE
-    return low <= parts < high

@@ -5,18 +5,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import aiosqlite
 from sqlalchemy import text
 
 from api.db.engine import Database
-from api.db.sqlite import aiosqlite_supported
-
-
-def test_the_installed_aiosqlite_is_one_the_inline_connection_was_written_for() -> None:
-    """InlineConnection overrides aiosqlite's private methods: a new aiosqlite must be
-    checked (and SUPPORTED_AIOSQLITE moved) before the pin in pyproject.toml is."""
-    assert aiosqlite_supported(aiosqlite.__version__), aiosqlite.__version__
-    assert not aiosqlite_supported("0.21.0") and not aiosqlite_supported("0.23.0")
 
 
 def _workers() -> list[str]:
