@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -281,9 +282,14 @@ def measure(
     port = int(target.url.split(":")[2].split("/")[0])
     spy = None
     if profile is not None and target.pid is not None:
+        py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
+            "py-spy"
+        )
+        if py_spy is None:
+            raise typer.BadParameter("--profile needs py-spy (pip install py-spy)")
         spy = subprocess.Popen(
             [
-                str(Path(sys.executable).with_name("py-spy")),
+                py_spy,
                 "record",
                 "--pid",
                 str(target.pid),
