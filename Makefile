@@ -49,6 +49,7 @@ test: env frontend clients lint
 	$(UV) run pytest
 
 bench: env
+	$(UV) run python -m bench.writes
 	$(UV) run python -m bench.fanout
 
 clean:

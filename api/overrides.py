@@ -32,10 +32,19 @@ OVERRIDES: dict[str, Override] = {
             "handle_connection_init and its keep_alive_task",
             "resolvers/transport/policy.py: ASGIWebSocketAdapter.iter_json",
             "resolvers/errors.py: MaskErrors._process_errors",
-            "resolvers/schema.py: ParserCache.on_parse, ValidationCache.on_validate, "
-            "Schema._schema",
+            "resolvers/schema.py: strawberry.extensions.max_aliases.create_validator, "
+            "strawberry.extensions.query_depth_limiter.create_validator, "
+            "strawberry.schema.schema.validate_document, Schema._schema, "
+            "ExecutionContext.parse_options and pre_execution_errors",
             "resolvers/multiplex.py, resolvers/transport/legacy_ws.py: "
             "strawberry.utils.aio.aclosing",
+        ),
+    ),
+    "aiosqlite": Override(
+        ">=0.22,<0.23",
+        (
+            "api/db/sqlite.py: Connection._execute, _connect, _tx, _connection, _running, "
+            "__await__, stop (calls run on the event loop's thread, not the worker)",
         ),
     ),
     "broadcaster": Override(

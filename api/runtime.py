@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from api.auth.tokens import TokenVerifier
 from api.db.engine import Database
@@ -12,6 +12,7 @@ from api.ratelimit import RateLimiter
 from api.services.agents import AgentService
 from api.services.reads import ReadService
 from api.services.tasks import TaskService
+from api.services.ticker import Tickers
 from api.services.workflows import WorkflowService
 from api.settings import Settings
 
@@ -28,3 +29,4 @@ class Runtime:
     tasks: TaskService
     agents: AgentService
     workflows: WorkflowService
+    tickers: Tickers = field(default_factory=Tickers)

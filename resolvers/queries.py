@@ -13,6 +13,7 @@ from api.db.events import EventQuery
 from api.domain import AgentStatus, Role, TaskStatus, WorkflowStatus
 from api.errors import BadUserInput
 from api.metrics import Metrics
+from api.runtime import Runtime
 from resolvers.context import Info
 from resolvers.permissions import CanRead, IsOperator
 from resolvers.types import (
@@ -25,6 +26,7 @@ from resolvers.types import (
     Viewer,
     Workflow,
     connection,
+    selects_total_count,
 )
 
 
@@ -53,11 +55,11 @@ def _instant(value: datetime | None, field: str) -> datetime | None:
         raise BadUserInput(f"{field} is out of range") from exc
 
 
-async def system_metrics(info: Info) -> SystemMetrics:
-    runtime = info.context.runtime
-    tasks, agents = await runtime.reads.counts(info.context.principal.tenant)
+async def system_metrics(runtime: Runtime, tenant: str) -> SystemMetrics:
+    """This process's counters and the tenant's tasks and agents by status (two GROUP BYs)."""
+    tasks, agents = await runtime.reads.counts(tenant)
     m = runtime.metrics
-    published, delivered = m.tenant_counts(info.context.principal.tenant)
+    published, delivered = m.tenant_counts(tenant)
     return SystemMetrics(
         at=utcnow(),
         connections=Metrics.value(m.sockets),
@@ -103,6 +105,7 @@ class Query:
             workflow_id=workflow_id,
             first=50 if first is None else first,
             after=after,
+            count=selects_total_count(info),
         )
         return connection(page, Task.of)
 
@@ -126,6 +129,7 @@ class Query:
             capability=capability,
             first=50 if first is None else first,
             after=after,
+            count=selects_total_count(info),
         )
         return connection(page, Agent.of)
 
@@ -147,6 +151,7 @@ class Query:
             statuses=status,
             first=50 if first is None else first,
             after=after,
+            count=selects_total_count(info),
         )
         return connection(page, Workflow.of)
 
@@ -163,9 +168,10 @@ class Query:
             query=event_query(filter),
             first=100 if first is None else first,
             after=after,
+            count=selects_total_count(info),
         )
         return connection(page, Event.of)
 
     @strawberry.field(permission_classes=[IsOperator])
     async def system_metrics(self, info: Info) -> SystemMetrics:
-        return await system_metrics(info)
+        return await system_metrics(info.context.runtime, info.context.principal.tenant)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 import strawberry
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     GraphQLError,
     GraphQLID,
@@ -18,69 +22,28 @@ from graphql import (
     GraphQLList,
     GraphQLNonNull,
     GraphQLSchema,
+    NoSchemaIntrospectionCustomRule,
     StringValueNode,
     TypeInfo,
     TypeInfoVisitor,
     VariableDefinitionNode,
     Visitor,
     get_named_type,
+    parse,
+    specified_rules,
     type_from_ast,
     visit,
 )
-from strawberry.extensions import (
-    DisableIntrospection,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import SchemaExtension
+from strawberry.extensions.max_aliases import create_validator as alias_validator
+from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
+from strawberry.schema.schema import validate_document
 from strawberry.schema.types.base_scalars import DateTimeDefinition
 
 from resolvers.errors import ErrorCodes
 from resolvers.mutations import Mutation
 from resolvers.queries import Query
 from resolvers.subscriptions import Subscription
-
-# The caches are keyed by the whole document text and parsed before any auth
-# check: only documents a real client would send are worth keeping.
-CACHEABLE_DOCUMENT = 16 * 1024
-
-
-class _ParserCache(ParserCache):
-    """ParserCache that leaves a document it cannot parse to strawberry.
-
-    ``ParserCache.on_parse`` raises syntax errors (and ``max_tokens``) from the hook
-    itself, outside strawberry's handling, so they reach the client without passing
-    ``ErrorCodes`` — no ``extensions.code``, nothing masked. Left unparsed, the
-    document is parsed again where the error becomes an ordinary pre-execution error.
-    """
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.query is not None and len(context.query) > CACHEABLE_DOCUMENT:
-            yield  # too big to keep: strawberry parses it once, uncached
-            return
-        try:
-            context.graphql_document = self.cached_parse_document(
-                context.query, **context.parse_options
-            )
-        except Exception:
-            context.graphql_document = None
-        yield
-
-
-class _ValidationCache(ValidationCache):
-    """ValidationCache that keeps only small documents (the cache pins each key)."""
-
-    def on_validate(self) -> Iterator[None]:
-        query = self.execution_context.query
-        if query is not None and len(query) > CACHEABLE_DOCUMENT:
-            yield  # strawberry validates it, uncached
-            return
-        yield from super().on_validate()
-
 
 # DESIGN: timestamps are ISO-8601 with offset and microsecond precision; plain
 # isoformat() drops the fraction when it is zero.
@@ -91,77 +54,201 @@ DATETIME = dataclasses.replace(
 MAX_ID_LENGTH = 200
 _ID_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+# The caches are keyed by the whole document text and filled before any auth
+# check: only documents a real client would send are worth keeping.
+CACHEABLE_DOCUMENT = 16 * 1024
+_DOCUMENTS = 1000
+
+
+@dataclasses.dataclass
+class DocumentStats:
+    """How often documents were really parsed and validated (cache misses), process-wide."""
+
+    parses: int = 0
+    validations: int = 0
+
+
+STATS = DocumentStats()
+
+
+@functools.lru_cache(maxsize=_DOCUMENTS)
+def _parse_cached(text: str, max_tokens: int) -> DocumentNode:
+    STATS.parses += 1
+    return parse(text, max_tokens=max_tokens)
+
+
+def parse_document(text: str, *, max_tokens: int) -> DocumentNode:
+    """``graphql.parse(text, max_tokens=…)``, cached by document text: a client sends the
+    same few documents over and over, and parsing one costs as much as running it.
+
+    Raises GraphQLError as ``parse`` does (failures are not kept). The returned
+    document is shared: never mutate it.
+    """
+    if len(text) > CACHEABLE_DOCUMENT:
+        STATS.parses += 1
+        return parse(text, max_tokens=max_tokens)
+    return _parse_cached(text, max_tokens)
+
 
 class _IdChecker(Visitor):
-    """Finds ``ID`` values, literal or in variables, that no record can have."""
+    """Finds ``ID`` literals no record can have, and every variable's declared type."""
 
-    def __init__(self, schema: GraphQLSchema, type_info: TypeInfo, variables: dict[str, Any]):
+    def __init__(self, schema: GraphQLSchema, type_info: TypeInfo) -> None:
         super().__init__()
-        self.schema, self.type_info, self.variables = schema, type_info, variables
+        self.schema, self.type_info = schema, type_info
         self.bad: str | None = None
-
-    def check(self, value: str) -> None:
-        if self.bad is None and (len(value) > MAX_ID_LENGTH or _ID_CONTROL.search(value)):
-            self.bad = value
-
-    def check_value(self, type_: GraphQLInputType | None, value: Any) -> None:
-        if isinstance(type_, GraphQLNonNull):
-            type_ = type_.of_type
-        if isinstance(type_, GraphQLList):
-            for item in value if isinstance(value, list) else [value]:
-                self.check_value(type_.of_type, item)
-        elif isinstance(type_, GraphQLInputObjectType) and isinstance(value, dict):
-            for name, field in type_.fields.items():
-                if name in value:
-                    self.check_value(field.type, value[name])
-        elif type_ is GraphQLID and isinstance(value, str):
-            self.check(value)
+        self.variables: list[tuple[str, GraphQLInputType]] = []
 
     def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
-        if get_named_type(self.type_info.get_input_type()) is GraphQLID:
-            self.check(node.value)
+        if self.bad is None and get_named_type(self.type_info.get_input_type()) is GraphQLID:
+            self.bad = _bad_id(node.value)
 
     def enter_variable_definition(self, node: VariableDefinitionNode, *_: Any) -> None:
-        name = node.variable.name.value
-        if name in self.variables:
-            type_ = type_from_ast(self.schema, node.type)
-            self.check_value(type_, self.variables[name])  # type: ignore[arg-type]
+        type_ = type_from_ast(self.schema, node.type)
+        if type_ is not None:
+            self.variables.append((node.variable.name.value, type_))  # type: ignore[arg-type]
 
 
-def first_bad_id(
-    schema: GraphQLSchema, document: DocumentNode, variables: dict[str, Any]
-) -> str | None:
-    """An ID argument with control characters or over MAX_ID_LENGTH, if the call has one."""
-    type_info = TypeInfo(schema)
-    checker = _IdChecker(schema, type_info, variables)
-    visit(document, TypeInfoVisitor(type_info, checker))
-    return checker.bad
+def _bad_id(value: str) -> str | None:
+    return value if len(value) > MAX_ID_LENGTH or _ID_CONTROL.search(value) else None
 
 
-class IdLimiter(SchemaExtension):
-    """Refuses IDs no record can have as BAD_USER_INPUT, before any resolver runs.
+def _bad_id_in(type_: GraphQLInputType, value: Any) -> str | None:
+    if isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    if isinstance(type_, GraphQLList):
+        for item in value if isinstance(value, list) else [value]:
+            if (bad := _bad_id_in(type_.of_type, item)) is not None:
+                return bad
+    elif isinstance(type_, GraphQLInputObjectType) and isinstance(value, dict):
+        for name, field in type_.fields.items():
+            if name in value and (bad := _bad_id_in(field.type, value[name])) is not None:
+                return bad
+    elif type_ is GraphQLID and isinstance(value, str):
+        return _bad_id(value)
+    return None
 
-    Ids are looked up as given, and PostgreSQL cannot even compare a string holding
-    a NUL byte: without this, ``task(id: "\\u0000")`` is an INTERNAL error.
+
+@dataclasses.dataclass(frozen=True)
+class _Checked:
+    """What validation found in one document: kept, so the next request skips it."""
+
+    errors: tuple[GraphQLError, ...]
+    bad_literal_id: str | None
+    variables: tuple[tuple[str, GraphQLInputType], ...]
+
+    def bad_id(self, variables: dict[str, Any]) -> str | None:
+        """An ID argument with control characters or over MAX_ID_LENGTH, if the call has one."""
+        if self.bad_literal_id is not None:
+            return self.bad_literal_id
+        for name, type_ in self.variables:
+            if name in variables and (bad := _bad_id_in(type_, variables[name])) is not None:
+                return bad
+        return None
+
+
+class DocumentCheck:
+    """Validation of one schema with its fixed rules, cached by document text.
+
+    The rules (graphql-core's, strawberry's, depth and alias limits, and the
+    introspection ban when configured) are built once here, so for a given
+    schema the result depends on the document text alone. strawberry's own
+    limiter extensions build new rule classes per request, and its validation
+    cache keys on those classes: it never hit (issue #8).
     """
 
-    def on_execute(self) -> Iterator[None]:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        *,
+        max_query_depth: int,
+        max_aliases: int,
+        introspection: bool,
+        maxsize: int = _DOCUMENTS,
+    ) -> None:
+        self.schema = schema
+        rules: list[type[ASTValidationRule]] = [
+            *specified_rules,
+            depth_validator(max_query_depth, None),
+            alias_validator(max_aliases),
+        ]
+        if not introspection:
+            rules.append(NoSchemaIntrospectionCustomRule)
+        self.rules = tuple(rules)
+        self._maxsize = maxsize
+        self._checked: OrderedDict[str, _Checked] = OrderedDict()
+
+    def check(self, text: str, document: DocumentNode) -> _Checked:
+        found = self._checked.get(text)
+        if found is not None:
+            self._checked.move_to_end(text)
+            return found
+        found = self._check(document)
+        if len(text) <= CACHEABLE_DOCUMENT:
+            self._checked[text] = found
+            if len(self._checked) > self._maxsize:
+                self._checked.popitem(last=False)
+        return found
+
+    def _check(self, document: DocumentNode) -> _Checked:
+        STATS.validations += 1
+        errors = validate_document(self.schema, document, self.rules)
+        type_info = TypeInfo(self.schema)
+        ids = _IdChecker(self.schema, type_info)
+        visit(document, TypeInfoVisitor(type_info, ids))
+        return _Checked(tuple(errors), ids.bad, tuple(ids.variables))
+
+
+class Documents(SchemaExtension):
+    """Parse and validation from the caches, and the ID limit, as one extension.
+
+    A document that cannot be parsed is left to strawberry, which parses it
+    again (with the same ``max_tokens``) and reports the syntax error as an
+    ordinary pre-execution error: the cache keeps only documents that parse.
+    """
+
+    def __init__(self, check: DocumentCheck, max_tokens: int) -> None:
+        self._check = check
+        self._max_tokens = max_tokens
+        self._checked: _Checked | None = None
+
+    def on_parse(self) -> Iterator[None]:
         context = self.execution_context
-        if context.graphql_document is not None:
-            bad = first_bad_id(
-                context.schema._schema, context.graphql_document, context.variables or {}
-            )
-            if bad is not None:
-                # strawberry turns an exception from on_execute into the operation's
-                # error (HTTP and both socket protocols); it carries its code already.
-                raise GraphQLError(
-                    f"An ID is at most {MAX_ID_LENGTH} characters, without control characters",
-                    extensions={"code": "BAD_USER_INPUT"},
+        context.parse_options["max_tokens"] = self._max_tokens
+        if context.query is not None and context.graphql_document is None:
+            with contextlib.suppress(GraphQLError):
+                context.graphql_document = parse_document(
+                    context.query, max_tokens=self._max_tokens
                 )
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.graphql_document is not None
+        self._checked = self._check.check(context.query or "", context.graphql_document)
+        context.pre_execution_errors = list(self._checked.errors)
+        yield
+
+    def on_execute(self) -> Iterator[None]:
+        """Refuses IDs no record can have as BAD_USER_INPUT, before any resolver runs.
+
+        Ids are looked up as given, and PostgreSQL cannot even compare a string holding
+        a NUL byte: without this, ``task(id: "\\u0000")`` is an INTERNAL error.
+        """
+        checked = self._checked
+        if checked is not None and checked.bad_id(self.execution_context.variables or {}):
+            # strawberry turns an exception from on_execute into the operation's
+            # error (HTTP and both socket protocols); it carries its code already.
+            raise GraphQLError(
+                f"An ID is at most {MAX_ID_LENGTH} characters, without control characters",
+                extensions={"code": "BAD_USER_INPUT"},
+            )
         yield
 
 
 class Schema(strawberry.Schema):
+    documents: DocumentCheck
+
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Silence strawberry's own logging: ``ErrorCodes`` logs what is unexpected, and
         expected errors (bad input, auth) are the client's business, not the log's."""
@@ -173,23 +260,31 @@ def build_schema(
     max_aliases: int = 30,
     max_tokens: int = 2000,
     introspection: bool = True,
-) -> strawberry.Schema:
-    # Factories, so each request gets fresh extension state (strawberry#4369).
+) -> Schema:
+    # Factories, so each request gets fresh extension state (strawberry#4369); the
+    # caches they use live in the schema, shared by every request.
+    check: DocumentCheck | None = None
+
+    def documents() -> Documents:
+        assert check is not None
+        return Documents(check, max_tokens)
+
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         ErrorCodes,
-        lambda: MaxTokensLimiter(max_token_count=max_tokens),
-        lambda: _ParserCache(maxsize=1000),
-        lambda: QueryDepthLimiter(max_depth=max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
-        lambda: _ValidationCache(maxsize=1000),
-        IdLimiter,
+        documents,
     ]
-    if not introspection:
-        extensions.append(DisableIntrospection)
-    return Schema(
+    schema = Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
         scalar_overrides={datetime: DATETIME},
     )
+    check = DocumentCheck(
+        schema._schema,
+        max_query_depth=max_query_depth,
+        max_aliases=max_aliases,
+        introspection=introspection,
+    )
+    schema.documents = check
+    return schema

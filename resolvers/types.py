@@ -6,12 +6,13 @@ subscription resolve from the event itself instead of the database.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Generic, TypeVar, cast
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types.nodes import SelectedField, Selection
 
 from api.db.paging import Page
 from api.domain import (
@@ -298,8 +299,25 @@ def connection(page: Page[S], make: Callable[[S], N]) -> Connection[N]:
     return Connection(
         edges=[Edge(cursor=c, node=make(item)) for c, item in page.items],
         page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
-        total_count=page.total_count,
+        # Counted only when selected (selects_total_count), so never sent when None.
+        total_count=page.total_count or 0,
     )
+
+
+def selects_total_count(info: Info) -> bool:
+    """Whether this connection field's selection asks for ``totalCount`` (directly, or in
+    a fragment): a COUNT over the whole filter costs more than the page itself."""
+
+    def asks(selections: Sequence[Selection]) -> bool:
+        for selection in selections:
+            if isinstance(selection, SelectedField):
+                if selection.name == "totalCount":
+                    return True
+            elif asks(selection.selections):
+                return True
+        return False
+
+    return any(asks(field.selections) for field in info.selected_fields)
 
 
 # -- inputs ---------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +20,12 @@ from api.settings import Settings
 _TENANT = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 # Far enough for any real token, near enough for datetime and event-loop timers.
 _MAX_EXP = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+# Verified tokens are kept by their text: an agent sends the same token with every
+# mutation, and verifying one (header, signature, claims) costs more than the rest
+# of the request's auth. Only tokens checked against a key that cannot change while
+# the process runs (the HS256 secret, a PEM public key) are kept: a JWKS key retired
+# by the provider must stop verifying at the next refetch.
+_CACHED_TOKENS = 10_000
 
 
 class TokenVerifier:
@@ -44,8 +52,27 @@ class TokenVerifier:
         # then accepted only when they are such agent tokens.
         self._secret = settings.hs256_secret()
         self._hs256_agents_only = self._keys is not None and settings.jwt_secret is None
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
+        """The token's Principal; a token verified with a fixed key before is taken
+        from the cache until its ``exp`` plus the leeway it was accepted with."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, until = cached
+            if time.time() < until:
+                return principal
+            del self._verified[token]
+        principal, fixed_key = await self._verify(token)
+        if fixed_key:
+            until = principal.expires_at.timestamp() + self._leeway
+            self._verified[token] = (principal, until)
+            if len(self._verified) > _CACHED_TOKENS:
+                self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, bool]:
+        """The Principal, and whether the key that verified it is fixed for the process."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -82,7 +109,7 @@ class TokenVerifier:
         principal = principal_from_claims(claims)
         if alg == "HS256" and self._hs256_agents_only and not _is_agent_token(principal):
             raise Unauthenticated("Token algorithm 'HS256' is not accepted")
-        return principal
+        return principal, alg == "HS256" or isinstance(self._keys, PemKey)
 
 
 def _is_agent_token(principal: Principal) -> bool:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, func, update
+from sqlalchemy import ColumnElement, String, bindparam, cast, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -26,6 +27,58 @@ def agent_state(row: AgentRow) -> AgentState:
         current_task_id=row.current_task_id,
         metadata=row.metadata_,
     )
+
+
+_AGENT = AgentRow.__table__.c  # type: ignore[attr-defined]
+
+# Built once, run on the session's connection (Core): see api/db/tasks.py.
+_LOCK_AGENT = (
+    select(AgentRow.__table__)  # type: ignore[attr-defined]
+    .where(_AGENT.tenant == bindparam("p_tenant"), _AGENT.id == bindparam("p_id"))
+    .with_for_update()
+)
+_TOUCH_HEARTBEAT = (
+    update(AgentRow.__table__)  # type: ignore[attr-defined]
+    .where(
+        _AGENT.tenant == bindparam("p_tenant"),
+        _AGENT.id == bindparam("p_id"),
+        _AGENT.status.in_(bindparam("p_statuses", expanding=True)),
+    )
+    .values(last_heartbeat_at=bindparam("p_now"))
+    .returning(*_AGENT)
+)
+
+
+def agent_state_of(row: Any) -> AgentState:
+    """An AgentState straight from a Core result row (its ``metadata`` column by name)."""
+    return AgentState.model_validate(dict(row._mapping))
+
+
+async def lock_agent_state(session: AsyncSession, *, tenant: str, id: str) -> AgentState | None:
+    """An agent's state, row-locked for this transaction."""
+    conn = await session.connection()
+    row = (await conn.execute(_LOCK_AGENT, {"p_tenant": tenant, "p_id": id})).first()
+    return None if row is None else agent_state_of(row)
+
+
+async def touch_heartbeat(
+    session: AsyncSession,
+    *,
+    tenant: str,
+    id: str,
+    now: datetime,
+    statuses: Sequence[AgentStatus],
+) -> AgentState | None:
+    """Record a heartbeat while the agent is in one of ``statuses``; its state, or None."""
+    conn = await session.connection()
+    params = {
+        "p_tenant": tenant,
+        "p_id": id,
+        "p_now": now,
+        "p_statuses": [s.value for s in statuses],
+    }
+    row = (await conn.execute(_TOUCH_HEARTBEAT, params)).first()
+    return None if row is None else agent_state_of(row)
 
 
 async def get_agent(
@@ -52,6 +105,7 @@ async def page_agents(
     capability: str | None,
     first: int,
     after: str | None,
+    count: bool = True,
 ) -> Page[AgentRow]:
     """Oldest registration first; new agents land on the last page."""
     conditions: list[ColumnElement[bool]] = [col(AgentRow.tenant) == tenant]
@@ -63,8 +117,12 @@ async def page_agents(
             cast(AgentRow.capabilities, String).contains(f'"{capability}"', autoescape=True)
         )
     total = (
-        await session.execute(select(func.count()).select_from(AgentRow).where(*conditions))
-    ).scalar_one()
+        (
+            await session.execute(select(func.count()).select_from(AgentRow).where(*conditions))
+        ).scalar_one()
+        if count
+        else None
+    )
     stmt = select(AgentRow).where(*conditions)
     if after is not None:  # an empty cursor is invalid, not the first page
         stmt = stmt.where(

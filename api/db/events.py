@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -52,19 +52,25 @@ def event_record(row: EventRow) -> EventRecord:
     )
 
 
+_ALLOCATE = (
+    update(TenantCounter.__table__)  # type: ignore[attr-defined]
+    .where(col(TenantCounter.tenant) == bindparam("p_tenant"))
+    .values(last_event_id=col(TenantCounter.last_event_id) + bindparam("p_count"))
+    .returning(col(TenantCounter.last_event_id))
+)
+_INSERT_EVENTS = insert(EventRow.__table__)  # type: ignore[attr-defined]
+
+
 async def allocate_ids(session: AsyncSession, *, tenant: str, count: int) -> int:
     """Reserve ``count`` consecutive ids for a tenant; returns the last.
 
     The UPDATE row-locks the tenant's counter until commit, so ids are handed
     out in commit order and a reader never sees id n+1 before id n.
     """
-    stmt = (
-        update(TenantCounter)
-        .where(col(TenantCounter.tenant) == tenant)
-        .values(last_event_id=col(TenantCounter.last_event_id) + count)
-        .returning(col(TenantCounter.last_event_id))
-    )
-    last = (await session.execute(stmt)).scalar_one_or_none()
+    await session.flush()  # the ORM's pending changes go first, as autoflush did
+    conn = await session.connection()
+    params = {"p_tenant": tenant, "p_count": count}
+    last = (await conn.execute(_ALLOCATE, params)).scalar_one_or_none()
     if last is None:
         dialect = session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -73,26 +79,31 @@ async def allocate_ids(session: AsyncSession, *, tenant: str, count: int) -> int
             .values(tenant=tenant, last_event_id=0)
             .on_conflict_do_nothing(index_elements=["tenant"])
         )
-        last = (await session.execute(stmt)).scalar_one()
+        last = (await conn.execute(_ALLOCATE, params)).scalar_one()
     return int(last)
 
 
-def add_events(session: AsyncSession, records: Sequence[EventRecord]) -> None:
-    for r in records:
-        session.add(
-            EventRow(
-                tenant=r.tenant,
-                id=r.id,
-                type=r.type.value,
-                occurred_at=r.occurred_at,
-                actor=r.actor,
-                task_id=r.task_id,
-                agent_id=r.agent_id,
-                workflow_id=r.workflow_id,
-                data=r.data,
-                snapshots=r.snapshots.model_dump(mode="json"),
-            )
-        )
+async def insert_events(session: AsyncSession, records: Sequence[EventRecord]) -> None:
+    """One Core INSERT for the transaction's events (no ORM objects: nothing reads them back)."""
+    conn = await session.connection()
+    await conn.execute(
+        _INSERT_EVENTS,
+        [
+            {
+                "tenant": r.tenant,
+                "id": r.id,
+                "type": r.type.value,
+                "occurred_at": r.occurred_at,
+                "actor": r.actor,
+                "task_id": r.task_id,
+                "agent_id": r.agent_id,
+                "workflow_id": r.workflow_id,
+                "data": r.data,
+                "snapshots": r.snapshots.model_dump(mode="json"),
+            }
+            for r in records
+        ],
+    )
 
 
 def _filtered(tenant: str, query: EventQuery, after: int | None) -> list[ColumnElement[bool]]:

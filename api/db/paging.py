@@ -25,7 +25,7 @@ class Page(Generic[T]):
 
     items: list[tuple[str, T]]
     has_next_page: bool
-    total_count: int
+    total_count: int | None  # None when the caller did not ask (COUNT is not free)
 
     @property
     def end_cursor(self) -> str | None:
@@ -70,7 +70,7 @@ def after_clause(
     return or_(created_col > created_at, and_(created_col == created_at, id_col > id))
 
 
-def make_page(rows: Sequence[T], first: int, cursor_of: Any, total: int) -> Page[T]:
+def make_page(rows: Sequence[T], first: int, cursor_of: Any, total: int | None) -> Page[T]:
     """Build a page from up to first + 1 fetched rows."""
     visible = list(rows[:first])
     return Page(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import bindparam, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -35,6 +37,68 @@ def task_state(row: TaskRow) -> TaskState:
         started_at=row.started_at,
         finished_at=row.finished_at,
     )
+
+
+_TASK = TaskRow.__table__.c  # type: ignore[attr-defined]
+
+# The hot path's statements, built once: constructing a statement costs more than
+# running it on SQLite. Run on the session's connection (Core), not through the ORM.
+_PEEK_HOLDER = select(_TASK.status, _TASK.agent_id).where(
+    _TASK.tenant == bindparam("p_tenant"), _TASK.id == bindparam("p_id")
+)
+_UPDATE_PROGRESS = (
+    update(TaskRow.__table__)  # type: ignore[attr-defined]
+    .where(
+        _TASK.tenant == bindparam("p_tenant"),
+        _TASK.id == bindparam("p_id"),
+        _TASK.status == TaskStatus.RUNNING.value,
+        _TASK.agent_id == bindparam("p_holder"),
+    )
+    .values(
+        progress=bindparam("p_progress"),
+        message=bindparam("p_message"),
+        updated_at=bindparam("p_now"),
+    )
+    .returning(*_TASK)
+)
+
+
+def task_state_of(row: Any) -> TaskState:
+    """A TaskState straight from a Core result row (no ORM object in between)."""
+    return TaskState.model_validate(dict(row._mapping))
+
+
+async def peek_holder(
+    session: AsyncSession, *, tenant: str, id: str
+) -> tuple[str, str | None] | None:
+    """(status, agent_id) of a task, unlocked; None when there is no such task."""
+    conn = await session.connection()
+    row = (await conn.execute(_PEEK_HOLDER, {"p_tenant": tenant, "p_id": id})).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def update_progress(
+    session: AsyncSession,
+    *,
+    tenant: str,
+    id: str,
+    holder: str,
+    progress: float,
+    message: str | None,
+    now: datetime,
+) -> TaskState | None:
+    """Set a RUNNING task's progress, only while ``holder`` holds it; its new state, or None."""
+    conn = await session.connection()
+    params = {
+        "p_tenant": tenant,
+        "p_id": id,
+        "p_holder": holder,
+        "p_progress": progress,
+        "p_message": message,
+        "p_now": now,
+    }
+    row = (await conn.execute(_UPDATE_PROGRESS, params)).first()
+    return None if row is None else task_state_of(row)
 
 
 async def get_task(
@@ -99,6 +163,7 @@ async def page_tasks(
     workflow_id: str | None,
     first: int,
     after: str | None,
+    count: bool = True,
 ) -> Page[TaskRow]:
     """Newest first, so tasks created while paging never shift later pages."""
     conditions = [TaskRow.tenant == tenant]
@@ -109,8 +174,12 @@ async def page_tasks(
     if workflow_id is not None:
         conditions.append(TaskRow.workflow_id == workflow_id)
     total = (
-        await session.execute(select(func.count()).select_from(TaskRow).where(*conditions))
-    ).scalar_one()
+        (
+            await session.execute(select(func.count()).select_from(TaskRow).where(*conditions))
+        ).scalar_one()
+        if count
+        else None
+    )
     stmt = select(TaskRow).where(*conditions)
     if after is not None:  # an empty cursor is invalid, not the first page
         stmt = stmt.where(after_clause(TaskRow.created_at, TaskRow.id, after, descending=True))

@@ -83,14 +83,19 @@ async def page_workflows(
     statuses: Sequence[WorkflowStatus] | None,
     first: int,
     after: str | None,
+    count: bool = True,
 ) -> Page[WorkflowState]:
     """Newest first, so workflows started while paging never shift later pages."""
     conditions = [WorkflowRow.tenant == tenant]
     if statuses:
         conditions.append(WorkflowRow.status.in_([s.value for s in statuses]))  # type: ignore[attr-defined]
     total = (
-        await session.execute(select(func.count()).select_from(WorkflowRow).where(*conditions))
-    ).scalar_one()
+        (
+            await session.execute(select(func.count()).select_from(WorkflowRow).where(*conditions))
+        ).scalar_one()
+        if count
+        else None
+    )
     stmt = select(WorkflowRow).where(*conditions)
     if after is not None:  # an empty cursor is invalid, not the first page
         stmt = stmt.where(

@@ -85,6 +85,18 @@ class AgentService:
         """Record a sign of life; publishes only when it changes the agent's status."""
 
         async def work(tx: Tx) -> AgentState:
+            if principal.acts_as(agent_id):
+                # The common case in one UPDATE; a status change (or no such agent)
+                # takes the path below.
+                touched = await agent_rows.touch_heartbeat(
+                    tx.session,
+                    tenant=tx.tenant,
+                    id=agent_id,
+                    now=tx.now,
+                    statuses=(AgentStatus.ONLINE, AgentStatus.BUSY),
+                )
+                if touched is not None:
+                    return touched
             agent = await transitions.load_agent_for(tx, principal, agent_id)
             agent.last_heartbeat_at = tx.now
             if agent.status in (AgentStatus.UNHEALTHY.value, AgentStatus.OFFLINE.value):

@@ -52,6 +52,7 @@ class ReadService:
         workflow_id: str | None,
         first: int,
         after: str | None,
+        count: bool = True,
     ) -> Page[TaskState]:
         async with self._db.session() as s:
             page = await task_rows.page_tasks(
@@ -62,6 +63,7 @@ class ReadService:
                 workflow_id=workflow_id,
                 first=check_first(first),
                 after=after,
+                count=count,
             )
         return Page(
             items=[(c, task_rows.task_state(r)) for c, r in page.items],
@@ -77,6 +79,7 @@ class ReadService:
         capability: str | None,
         first: int,
         after: str | None,
+        count: bool = True,
     ) -> Page[AgentState]:
         capability = validation.capability(capability)
         async with self._db.session() as s:
@@ -87,6 +90,7 @@ class ReadService:
                 capability=capability,
                 first=check_first(first),
                 after=after,
+                count=count,
             )
         return Page(
             items=[(c, agent_rows.agent_state(r)) for c, r in page.items],
@@ -101,23 +105,30 @@ class ReadService:
         statuses: Sequence[WorkflowStatus] | None,
         first: int,
         after: str | None,
+        count: bool = True,
     ) -> Page[WorkflowState]:
         async with self._db.session() as s:
             return await workflow_rows.page_workflows(
-                s, tenant=tenant, statuses=statuses, first=check_first(first), after=after
+                s,
+                tenant=tenant,
+                statuses=statuses,
+                first=check_first(first),
+                after=after,
+                count=count,
             )
 
     async def events(
-        self, tenant: str, *, query: EventQuery, first: int, after: str | None
+        self, tenant: str, *, query: EventQuery, first: int, after: str | None, count: bool = True
     ) -> Page[EventRecord]:
-        """History, oldest first; a cursor is the event id itself."""
+        """History, oldest first; a cursor is the event id itself. ``count``: also the
+        total (a COUNT over the tenant's whole history: only when the client asks)."""
         first = check_first(first)
         after_id = parse_event_id(after)
         async with self._db.session() as s:
             rows = await event_rows.list_events(
                 s, tenant=tenant, query=query, after=after_id, limit=first + 1
             )
-            total = await event_rows.count_events(s, tenant=tenant, query=query)
+            total = await event_rows.count_events(s, tenant=tenant, query=query) if count else None
         return make_page(rows, first, lambda r: str(r.id), total)
 
     async def events_after(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.auth.principal import Principal
+from api.db import agents as agent_rows
 from api.db import tasks as task_rows
 from api.db.models import AgentRow, TaskRow
 from api.domain import AgentStatus, EventType, TaskState, TaskStatus, WorkflowStatus
@@ -103,6 +104,11 @@ class TaskService:
         )
 
         async def work(tx: Tx) -> TaskState:
+            reported = await _report_held(tx, principal, task_id, progress, message)
+            if reported is not None:
+                return reported
+            # Anything unusual (no such task, not RUNNING, not the caller's, changed
+            # hands meanwhile) takes the ORM path, which raises the precise error.
             agent, task = await _lock_held_task(tx, principal, task_id)
             task.progress = progress
             task.message = message
@@ -166,6 +172,40 @@ async def end_attempt(
     await transitions.emit_task(tx, EventType.TASK_FAILED, task, agent=agent, data={"error": error})
     if workflow is not None:
         await workflows.finish(tx, workflow, WorkflowStatus.FAILED)
+
+
+async def _report_held(
+    tx: Tx, principal: Principal, task_id: str, progress: float, message: str | None
+) -> TaskState | None:
+    """The common case of reportProgress in Core statements: lock the holder (lock order:
+    agent first), then update the task only while it is RUNNING and still held by it.
+
+    None when the case is not the common one; nothing was written then.
+    """
+    peek = await task_rows.peek_holder(tx.session, tenant=tx.tenant, id=task_id)
+    if peek is None or peek[0] != TaskStatus.RUNNING or peek[1] is None:
+        return None
+    holder = peek[1]
+    if not principal.acts_as(holder):
+        return None
+    agent = await agent_rows.lock_agent_state(tx.session, tenant=tx.tenant, id=holder)
+    if agent is None or agent.current_task_id != task_id:
+        return None
+    task = await task_rows.update_progress(
+        tx.session,
+        tenant=tx.tenant,
+        id=task_id,
+        holder=holder,
+        progress=progress,
+        message=message,
+        now=tx.now,
+    )
+    if task is None:
+        return None
+    await transitions.emit_task_state(
+        tx, EventType.TASK_PROGRESS, task, agent=agent, data={"progress": progress}
+    )
+    return task
 
 
 async def _lock_held_task(

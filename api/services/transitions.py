@@ -16,8 +16,10 @@ from api.db import tasks as task_rows
 from api.db import workflows as workflow_rows
 from api.db.models import AgentRow, TaskRow, WorkflowRow
 from api.domain import (
+    AgentState,
     AgentStatus,
     EventType,
+    TaskState,
     TaskStatus,
     WorkflowState,
 )
@@ -77,18 +79,30 @@ async def emit_task(
     """Emit a task event carrying the task, its agent and its workflow as they are now."""
     if agent is None and task.agent_id is not None:
         agent = await agent_rows.get_agent(tx.session, tenant=tx.tenant, id=task.agent_id)
+    await emit_task_state(
+        tx,
+        type,
+        task_rows.task_state(task),
+        agent=agent_rows.agent_state(agent) if agent is not None else None,
+        data=data,
+    )
+
+
+async def emit_task_state(
+    tx: Tx,
+    type: EventType,
+    task: TaskState,
+    *,
+    agent: AgentState | None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """``emit_task`` for states already read (Core paths); adds the task's workflow."""
     workflow = None
     if task.workflow_id is not None:
         wf_row = await workflow_rows.get_workflow(tx.session, tenant=tx.tenant, id=task.workflow_id)
         if wf_row is not None:
             workflow = await workflow_snapshot(tx, wf_row)
-    tx.emit(
-        type,
-        task=task_rows.task_state(task),
-        agent=agent_rows.agent_state(agent) if agent is not None else None,
-        workflow=workflow,
-        data=data,
-    )
+    tx.emit(type, task=task, agent=agent, workflow=workflow, data=data)
 
 
 def set_agent_status(tx: Tx, agent: AgentRow, status: AgentStatus) -> bool:

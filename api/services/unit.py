@@ -124,7 +124,7 @@ class Tx:
             )
             for i, p in enumerate(self._pending)
         ]
-        event_store.add_events(self.session, records)
+        await event_store.insert_events(self.session, records)
         return records
 
 

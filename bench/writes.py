@@ -1,0 +1,485 @@
+"""Write-path benchmark: mutations per second from concurrent agents, beside their floors.
+
+    uv run python -m bench.writes [--seconds 8] [--agents 8] [--databases sqlite,postgres]
+
+In one run, on this machine: a bare ASGI app answering fixed JSON and a bare
+strawberry server answering ``{ __typename }`` (``bench/floors.py``), then for
+each database a fresh ``mark1 serve`` with ``--agents`` agents (one keep-alive
+connection each, requests back to back, no subscribers) sending
+``reportProgress``, ``heartbeat``, ``createTask`` and ``claimTask`` (each
+claim followed by the ``completeTask`` that frees the agent again), and the
+raw SQL of one ``reportProgress`` issued straight to the same database
+(``bench/rawsql.py``). Every product figure is given as a ratio to the floors
+measured in the same run, with the server's CPU time per mutation (from
+/proc/<pid>/stat before and after the window) and the load generator's own
+CPU share (it must stay well under one core for the figures to be the
+server's). Results go to stdout and ``bench/results/writes.json`` / ``.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import asyncpg
+import httpx
+import orjson
+import typer
+import uvloop
+
+from api.auth.tokens import mint_token
+from api.domain import Role
+from bench import load, rawsql, report
+from bench.server import Target, spawn
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PG_ADMIN_DSN = os.environ.get("MARK1_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+TENANT = "bench"
+
+TYPENAME = b'{"query":"{ __typename }"}'
+TOUCH = b'{"query":"mutation($p: Float!) { touch(progress: $p) }","variables":{"p":0.5}}'
+REPORT = (
+    "mutation($t: ID!, $p: Float!) { reportProgress(taskId: $t, progress: $p) { id progress } }"
+)
+HEARTBEAT = "mutation($a: ID!) { heartbeat(agentId: $a) { id status } }"
+CREATE = "mutation($title: String!) { createTask(input: {title: $title}) { id status } }"
+CLAIM = "mutation($a: ID!) { claimTask(agentId: $a) { id status } }"
+COMPLETE = "mutation($t: ID!) { completeTask(taskId: $t) { id status } }"
+CURRENT = "query($a: ID!) { agent(id: $a) { currentTask { id } } }"
+REGISTER = (
+    "mutation($n: String!) { registerAgent(input: {name: $n, capabilities: []}) "
+    "{ agent { id } token } }"
+)
+
+app = typer.Typer(add_completion=False)
+
+
+# -- servers ---------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"floor server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"floor server on port {port} not listening after {timeout:.0f}s")
+
+
+@contextmanager
+def floor(kind: str) -> Iterator[Target]:
+    """``bench.floors`` in a process of its own (its pid is the server, for CPU time)."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.floors", kind, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    target = Target(
+        url=f"http://127.0.0.1:{port}/graphql",
+        secret="",
+        pid=process.pid,
+        description=f"bench.floors {kind}",
+        _process=process,
+    )
+    try:
+        _wait_port(port, process)
+        yield target
+    finally:
+        target.stop()
+
+
+@contextmanager
+def database(kind: str) -> Iterator[str | None]:
+    """None for the default SQLite file in the server's data dir; a fresh PostgreSQL
+    database (dropped afterwards) for ``postgres``."""
+    if kind == "sqlite":
+        yield None
+        return
+    name = f"mark1_bench_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# -- requests --------------------------------------------------------------
+
+
+def _request(target: Target, body: bytes, token: str | None = None) -> bytes:
+    port = target.url.split(":")[2].split("/")[0]
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return load.post("/graphql", f"127.0.0.1:{port}", body, headers=headers)
+
+
+def _body(query: str, variables: dict[str, Any]) -> bytes:
+    return orjson.dumps({"query": query, "variables": variables})
+
+
+def _graphql_ok(status: int, body: bytes) -> bool:
+    return status == 200 and b'"errors"' not in body
+
+
+def _fixed(data: bytes) -> load.RequestFor:
+    return lambda _i, _previous: data
+
+
+def _cycle(requests: list[bytes]) -> load.RequestFor:
+    return lambda i, _previous: requests[i % len(requests)]
+
+
+class Fleet:
+    """Operators and agents in the benchmark tenant of one server, set up over HTTP."""
+
+    def __init__(self, target: Target, size: int) -> None:
+        self.target = target
+        self.client = httpx.Client(timeout=60)
+        self.operators = [self._token(f"bench-operator-{i}", Role.OPERATOR) for i in range(size)]
+        self.agent_ids: list[str] = []
+        self.agent_tokens: list[str] = []
+        for i in range(size):
+            data = self.call(self.operators[0], REGISTER, {"n": f"bench-agent-{i}"})
+            self.agent_ids.append(data["registerAgent"]["agent"]["id"])
+            self.agent_tokens.append(data["registerAgent"]["token"])
+        self.held: list[str | None] = [None] * size
+
+    def _token(self, sub: str, role: Role) -> str:
+        t = self.target
+        return mint_token(
+            t.secret,
+            sub=sub,
+            roles=[role],
+            tenant=TENANT,
+            issuer=t.issuer,
+            audience=t.audience,
+        )
+
+    def call(self, token: str, query: str, variables: dict[str, Any]) -> Any:
+        reply = self.client.post(
+            self.target.url,
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        body = reply.json()
+        if reply.status_code != 200 or body.get("errors"):
+            raise RuntimeError(f"{query[:40]}…: {reply.status_code} {body}")
+        return body["data"]
+
+    def hold_tasks(self) -> None:
+        """Every agent holds one RUNNING task (what reportProgress needs)."""
+        for i, (agent, token) in enumerate(zip(self.agent_ids, self.agent_tokens, strict=True)):
+            if self.held[i] is None:
+                self.call(self.operators[0], CREATE, {"title": f"held by agent {i}"})
+                claimed = self.call(token, CLAIM, {"a": agent})["claimTask"]
+                self.held[i] = claimed["id"]
+
+    def release_tasks(self) -> None:
+        """No agent holds a task (a claim loop may have stopped between claim and complete)."""
+        for i, (agent, token) in enumerate(zip(self.agent_ids, self.agent_tokens, strict=True)):
+            data = self.call(self.operators[0], CURRENT, {"a": agent})
+            if (task := data["agent"]["currentTask"]) is not None:
+                self.call(token, COMPLETE, {"t": task["id"]})
+            self.held[i] = None
+
+    # One request builder per agent connection and scenario.
+
+    def report_progress(self) -> list[load.RequestFor]:
+        self.hold_tasks()
+        return [
+            _cycle(
+                [
+                    _request(self.target, _body(REPORT, {"t": task, "p": p / 100}), token)
+                    for p in range(100)
+                ]
+            )
+            for task, token in zip(self.held, self.agent_tokens, strict=True)
+        ]
+
+    def heartbeat(self) -> list[load.RequestFor]:
+        return [
+            _fixed(_request(self.target, _body(HEARTBEAT, {"a": agent}), token))
+            for agent, token in zip(self.agent_ids, self.agent_tokens, strict=True)
+        ]
+
+    def create_task(self) -> list[load.RequestFor]:
+        self.release_tasks()
+        return [
+            _fixed(_request(self.target, _body(CREATE, {"title": f"bench task {i}"}), token))
+            for i, token in enumerate(self.operators)
+        ]
+
+    def claim_task(self) -> list[load.RequestFor]:
+        """claimTask, then completeTask of what it claimed, so the agent may claim again."""
+        self.release_tasks()
+        out = []
+        for agent, token in zip(self.agent_ids, self.agent_tokens, strict=True):
+            claim = _request(self.target, _body(CLAIM, {"a": agent}), token)
+
+            def next_request(
+                _i: int, previous: bytes | None, claim: bytes = claim, token: str = token
+            ) -> bytes:
+                if previous is not None and b'"claimTask"' in previous:
+                    task = orjson.loads(previous)["data"]["claimTask"]
+                    if task is not None:
+                        return _request(self.target, _body(COMPLETE, {"t": task["id"]}), token)
+                return claim
+
+            out.append(next_request)
+        return out
+
+
+SCENARIOS: dict[str, Callable[[Fleet], list[load.RequestFor]]] = {
+    "reportProgress": Fleet.report_progress,
+    "heartbeat": Fleet.heartbeat,
+    "createTask": Fleet.create_task,
+    "claimTask + completeTask": Fleet.claim_task,
+}
+
+
+# -- measuring ---------------------------------------------------------------
+
+
+def measure(
+    target: Target,
+    requests: list[load.RequestFor],
+    *,
+    seconds: float,
+    ok: Callable[[int, bytes], bool] | None = None,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    port = int(target.url.split(":")[2].split("/")[0])
+    spy = None
+    if profile is not None and target.pid is not None:
+        py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
+            "py-spy"
+        )
+        if py_spy is None:
+            raise typer.BadParameter("--profile needs py-spy (pip install py-spy)")
+        spy = subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(target.pid),
+                "--duration",
+                str(int(seconds) + 1),
+                "--rate",
+                "250",
+                "--format",
+                {".json": "speedscope", ".txt": "raw"}.get(profile.suffix, "flamegraph"),
+                "--output",
+                str(profile),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    result = uvloop.run(
+        load.run("127.0.0.1", port, requests, seconds=seconds, ok=ok, server_cpu=target.cpu_seconds)
+    )
+    if spy is not None:
+        spy.wait(60)
+    lat = report.summary(result.latencies)
+    return {
+        "per_second": result.per_second,
+        "requests": result.requests,
+        "failures": result.failures,
+        "first_failure": result.first_failure,
+        "server_cpu_us": None
+        if result.server_cpu_per_request is None
+        else result.server_cpu_per_request * 1e6,
+        "client_cpu_share": result.client_cpu_share,
+        "latency_ms": {k: v * 1000 for k, v in lat.items()},
+    }
+
+
+def _line(name: str, m: dict[str, Any], floors: dict[str, float] | None = None) -> str:
+    cpu = f"{m['server_cpu_us']:7,.0f} µs" if m.get("server_cpu_us") is not None else "    n/a"
+    text = (
+        f"  {name:<34} {m['per_second']:8,.0f}/s  server CPU {cpu}/req  "
+        f"p50 {m['latency_ms']['p50']:6.1f} ms  client CPU {m['client_cpu_share']:4.0%}"
+    )
+    if floors:
+        text += (
+            f"  = {m['per_second'] / floors['strawberry']:.2f}x strawberry, "
+            f"{m['per_second'] / floors['asgi']:.2f}x ASGI"
+        )
+    if m.get("failures"):
+        text += f"  FAILURES {m['failures']}: {m['first_failure']}"
+    return text
+
+
+@app.command()
+def main(
+    seconds: Annotated[float, typer.Option(help="measured window per figure")] = 8.0,
+    agents: Annotated[int, typer.Option(help="concurrent agents (connections)")] = 8,
+    databases: Annotated[str, typer.Option(help="comma-separated: sqlite, postgres")] = (
+        "sqlite,postgres"
+    ),
+    only: Annotated[str, typer.Option(help="comma-separated scenario names to run")] = "",
+    profile: Annotated[
+        Path | None, typer.Option(help="directory for py-spy profiles (needs py-spy)")
+    ] = None,
+    profile_format: Annotated[
+        str, typer.Option(help="svg (flame graph), json (speedscope) or txt (collapsed stacks)")
+    ] = "svg",
+) -> None:
+    """Measure the write path and its floors in one run; print and save the figures."""
+    started = report.now()
+    machine = report.machine()
+    print(
+        f"write path, {agents} agents back to back, {seconds:g} s per figure; "
+        f"{machine['nproc']} x {machine['cpu']}, load average {machine['load_average_at_start']}",
+        flush=True,
+    )
+    wanted = {s.strip() for s in only.split(",") if s.strip()}
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+
+    floors: dict[str, dict[str, Any]] = {}
+    with floor("asgi") as target:
+        floors["asgi"] = measure(
+            target, [_fixed(_request(target, TYPENAME))] * agents, seconds=seconds
+        )
+    print(_line("bare ASGI app, fixed JSON", floors["asgi"]), flush=True)
+    with floor("strawberry") as target:
+        floors["strawberry"] = measure(
+            target, [_fixed(_request(target, TYPENAME))] * agents, seconds=seconds, ok=_graphql_ok
+        )
+        print(_line("bare strawberry, { __typename }", floors["strawberry"]), flush=True)
+        floors["strawberry_mutation"] = measure(
+            target, [_fixed(_request(target, TOUCH))] * agents, seconds=seconds, ok=_graphql_ok
+        )
+        print(
+            _line("bare strawberry, one-line mutation", floors["strawberry_mutation"]), flush=True
+        )
+    rates = {"asgi": floors["asgi"]["per_second"], "strawberry": floors["strawberry"]["per_second"]}
+
+    products: dict[str, dict[str, Any]] = {}
+    for kind in [d.strip() for d in databases.split(",") if d.strip()]:
+        with database(kind) as url, _server(url) as target:
+            fleet = Fleet(target, agents)
+            figures: dict[str, Any] = {}
+            for name, build in SCENARIOS.items():
+                if wanted and name.split(" ")[0] not in wanted:
+                    continue
+                requests = build(fleet)
+                spy = (
+                    None
+                    if profile is None
+                    else profile / f"{kind}-{name.split(' ')[0]}.{profile_format}"
+                )
+                figures[name] = measure(
+                    target, requests, seconds=seconds, ok=_graphql_ok, profile=spy
+                )
+                print(_line(f"{kind}: {name}", figures[name], rates), flush=True)
+            fleet.release_tasks()
+            fleet.hold_tasks()
+            raw = asyncio.run(
+                rawsql.measure(
+                    url or f"sqlite+aiosqlite:///{target._tmp / 'mark1.db'}",
+                    tenant=TENANT,
+                    held=[(t, a) for t, a in zip(fleet.held, fleet.agent_ids, strict=True) if t],
+                    seconds=seconds,
+                )
+            )
+            figures["raw SQL of one reportProgress"] = raw
+            print(_line(f"{kind}: raw SQL of one reportProgress", raw), flush=True)
+            products[kind] = figures
+
+    result = {
+        "measured_at": started,
+        "machine": machine,
+        "config": {"seconds": seconds, "agents": agents, "databases": databases},
+        "command": shlex.join(["python", "-m", "bench.writes", *sys.argv[1:]]),
+        "floors": floors,
+        "products": products,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "writes.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "writes.md").write_text(markdown(result))
+    print(f"\nwrote {RESULTS / 'writes.json'} and {RESULTS / 'writes.md'}")
+    failed = [n for f in products.values() for n, m in f.items() if m.get("failures")]
+    if failed:
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _server(database_url: str | None) -> Iterator[Target]:
+    target = spawn(database_url=database_url, broadcast_url=None)
+    try:
+        yield target
+    finally:
+        target.stop()
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m, floors = result["machine"], result["floors"]
+    asgi, straw = floors["asgi"]["per_second"], floors["strawberry"]["per_second"]
+
+    def cpu(fig: dict[str, Any]) -> str:
+        return "n/a" if fig.get("server_cpu_us") is None else f"{fig['server_cpu_us']:,.0f} µs"
+
+    lines = [
+        f"Measured {result['measured_at'][:10]} on {m['nproc']} x {m['cpu']}, Python "
+        f"{m['python']}, {m['system']}; load average at start {m['load_average_at_start']}; "
+        f"{result['config']['agents']} agents back to back, "
+        f"{result['config']['seconds']:g} s per figure.",
+        "",
+        "| figure | per second | x strawberry `{ __typename }` | x bare ASGI "
+        "| server CPU per request | client CPU |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, label in (
+        ("asgi", "bare ASGI app, fixed JSON"),
+        ("strawberry", "bare strawberry, `{ __typename }`"),
+        ("strawberry_mutation", "bare strawberry, one-line mutation"),
+    ):
+        fig = floors[name]
+        lines.append(
+            f"| {label} | {fig['per_second']:,.0f} | {fig['per_second'] / straw:.2f} | "
+            f"{fig['per_second'] / asgi:.2f} | {cpu(fig)} | {fig['client_cpu_share']:.0%} |"
+        )
+    for kind, figures in result["products"].items():
+        for name, fig in figures.items():
+            lines.append(
+                f"| {kind}: {name} | {fig['per_second']:,.0f} | {fig['per_second'] / straw:.2f} | "
+                f"{fig['per_second'] / asgi:.2f} | {cpu(fig)} | {fig['client_cpu_share']:.0%} |"
+            )
+    lines += ["", f"Command: `{result['command']}`"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    app()
