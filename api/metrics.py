@@ -21,6 +21,11 @@ class Metrics:
         self.subscriptions = Gauge(
             "mark1_subscriptions_active", "Active subscription operations", registry=self.registry
         )
+        self.subscription_groups = Gauge(
+            "mark1_subscription_groups",
+            "Shared executions of multiplexed subscriptions (one per distinct operation)",
+            registry=self.registry,
+        )
         self.events_published = Counter(
             "mark1_events_published", "Events committed and published", registry=self.registry
         )
