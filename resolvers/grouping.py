@@ -118,7 +118,8 @@ def shape_of(
         definitions = operation.variable_definitions or ()
         if isinstance(cursor.value, VariableNode):
             uses = _VariableUses(cursor.value.name.value)
-            visit(operation, uses)
+            for node in (operation.selection_set, *(operation.directives or ())):
+                visit(node, uses)  # uses, not the declaration
             if uses.count == 1:
                 dropped = cursor.value.name.value
                 definitions = tuple(d for d in definitions if d.variable.name.value != dropped)

@@ -257,7 +257,10 @@ async def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
             if waiting is None:
                 await asyncio.sleep(0)  # a bare yield
             else:
-                await waiting  # the future it waits for
+                # What asyncio's Task does with a future a coroutine yields: take it
+                # over (clear the flag its own await set), then wait for it here.
+                waiting._asyncio_future_blocking = False
+                await waiting
         except asyncio.CancelledError:
             coro.close()
             raise
