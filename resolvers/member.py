@@ -97,28 +97,38 @@ class Member:
         self._slow = False
         self._gone = False
         self._closing = False
+        self._pending: EventRecord | None = None  # the record of a write in flight
         self.done = asyncio.Event()
         self.failure: Exception | None = None
         self.last_event_id = after
 
     # -- from the group --------------------------------------------------
 
-    def offer(self, payload: str, record: EventRecord | None) -> None:
-        """One result of the group; on overflow the member ends with SLOW_CONSUMER."""
+    def offer(self, payload: str, record: EventRecord | None) -> bool:
+        """One result of the group; on overflow the member ends with SLOW_CONSUMER.
+
+        True when it was written at once: the group counts those deliveries itself.
+        """
         if self._final is not None or self._slow or self._gone:
-            return
+            return False
         if self._replaying:
             if len(self._held) >= self._capacity:
                 self._overflow()
             else:
                 self._held.append((payload, record))
-            return
+            return False
         if self._writer is None and not self._queue:
-            self._write(self.framing.data(payload), record)
+            if self._write(self.framing.data(payload)):
+                if record is not None:
+                    self.last_event_id = record.id
+                return True
+            if self._writer is not None:
+                self._pending = record  # counted by the writer once the send completes
         elif len(self._queue) >= self._capacity:
             self._overflow()
         else:
             self._queue.append((self.framing.data(payload), record))
+        return False
 
     def finish(self, messages: list[str]) -> None:
         """End with ``messages`` (``complete``, or a failure) after what is queued."""
@@ -172,27 +182,26 @@ class Member:
 
     # -- writing ---------------------------------------------------------
 
-    def _write(self, text: str, record: EventRecord | None) -> None:
-        """Write now; only a send that must wait for the transport gets a task."""
+    def _write(self, text: str) -> bool:
+        """Write now (True); only a send that must wait for the transport gets a task."""
         coro = self._send(text)
         assert isinstance(coro, Coroutine)
         try:
             waiting = coro.send(None)
         except StopIteration:
-            self._sent(record)
-            return
+            return True
         except Exception as exc:
             self._lost(exc)
-            return
+            return False
         self._writer = asyncio.get_running_loop().create_task(
-            self._write_later(coro, waiting, record), name="mark1-member-writer"
+            self._write_later(coro, waiting), name="mark1-member-writer"
         )
+        return False
 
-    async def _write_later(
-        self, coro: Coroutine[Any, Any, None], waiting: Any, record: EventRecord | None
-    ) -> None:
+    async def _write_later(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
         try:
             await _resume(coro, waiting)
+            record, self._pending = self._pending, None
             self._sent(record)
             while self._queue:
                 text, queued = self._queue.popleft()
@@ -244,8 +253,8 @@ class Member:
         self._closing = True
         self._queue.extend((text, None) for text in self._final)
         while self._queue and self._writer is None and not self._gone:
-            text, record = self._queue.popleft()
-            self._write(text, record)
+            text, _ = self._queue.popleft()
+            self._write(text)
         if self._writer is None:
             self.done.set()  # else the writer sends the rest, then comes back here
 

@@ -114,6 +114,7 @@ class Group:
         self._schema = schema
         self._context = context
         self._multiplexer = multiplexer
+        self._metrics = multiplexer.metrics
         # Its log lines carry the tenant, not the first subscriber's request or operation.
         self.task = asyncio.create_task(
             self._run(), name="mark1-subscription-group", context=log_context.shared()
@@ -144,6 +145,15 @@ class Group:
         for member in list(self.members):
             member.finish(messages(member.framing))
 
+    def _fan_out(self, payload: str, record: EventRecord | None) -> None:
+        # A function of its own: no loop variable outlives it in the group's frame, which
+        # would keep the last member (and its socket) alive until the next event.
+        written = 0
+        for member in list(self.members):
+            written += member.offer(payload, record)
+        if record is not None:
+            self._metrics.delivered(record, live=True, count=written)
+
     async def _run(self) -> None:
         plan = self._plan
         try:
@@ -166,9 +176,7 @@ class Group:
                         return
                     assert isinstance(result, ExecutionResult)
                     payload = _payload(result)
-                    record = self._context.last_record
-                    for member in list(self.members):
-                        member.offer(payload, record)
+                    self._fan_out(payload, self._context.last_record)
             self._end(lambda f: [f.complete])
         except asyncio.CancelledError:
             raise
@@ -192,7 +200,7 @@ class Multiplexer:
         self, schema: strawberry.Schema, metrics: Metrics, capacity: int, *, max_tokens: int
     ) -> None:
         self._schema = schema
-        self._metrics = metrics
+        self.metrics = self._metrics = metrics
         self._capacity = capacity
         self._max_tokens = max_tokens
         self._groups: dict[GroupKey, Group] = {}
