@@ -191,7 +191,7 @@ async def _run_case(
     if profile is not None and case.server == "mark1" and shutil.which("py-spy") is not None:
         # Sampled for the whole case; the set-up and connect phases are short beside it.
         out = profile / f"{case.name.replace(' ', '-')}.txt"
-        argv = ["py-spy", "record", "--rate", "400", "--pid", str(target.pid)]
+        argv = ["py-spy", "record", "--rate", "200", "--pid", str(target.pid)]
         spy = subprocess.Popen(  # noqa: ASYNC220 - started once, before the clock runs
             [*argv, "--format", "raw", "--output", str(out)],
             stdout=subprocess.DEVNULL,

@@ -83,7 +83,7 @@ class _Socket:
         self.ws = ws
         self.primed = False
         self.seen: set[int] = set()
-        self.last_at = 0.0
+        self.last_event_id = 0
         self.timed = 0
 
 
@@ -156,10 +156,14 @@ async def _main(plan: Plan, pipe: Connection) -> None:
                 at = occurred.get(label)
                 if at is None:
                     at = occurred[label] = datetime.fromisoformat(stamp).timestamp()
-                # Events commit in any order with several in flight; they must arrive in
-                # the order they committed, which their commit times give.
-                received.out_of_order += at < sock.last_at
-                sock.last_at = max(sock.last_at, at)
+                # With several in flight events commit in any order; an ``events`` result
+                # must arrive in id order, which is commit order. (Commit times are taken
+                # before the write lock, so they cannot judge order; ``taskUpdates`` has
+                # no event id and is not judged.)
+                if "type" in value:
+                    event_id = int(value["id"])
+                    received.out_of_order += event_id < sock.last_event_id
+                    sock.last_event_id = max(sock.last_event_id, event_id)
                 received.latencies.append(arrived - at)
                 received.first_arrival = min(received.first_arrival, arrived)
                 received.last_arrival = max(received.last_arrival, arrived)
