@@ -91,7 +91,7 @@ async def _history(
     predicate: Predicate,
     after: int | None,
     replay: EventQuery | None,
-) -> AsyncIterator[EventRecord]:
+) -> AsyncGenerator[EventRecord, None]:
     """The matching events committed after ``after`` (none when it is None), in id order."""
     if after is None:
         return
