@@ -66,6 +66,14 @@ class Framing:
             return [self._data + '{"data":null,"errors":' + errors + "}}", self.complete]
         return [self._error + errors + "}"]
 
+    def internal(self) -> list[str]:
+        """The operation failed inside the server: ``error`` INTERNAL on both protocols
+        (resolvers/transport/failures.py)."""
+        # The same masked error as resolvers/transport/failures.py:internal_error (which
+        # this module cannot import: the transport package imports the multiplexer).
+        error = GraphQLError("Internal server error", extensions={"code": "INTERNAL"})
+        return self.rejected([error.formatted])
+
     def rejected(self, errors: list[GraphQLFormattedError]) -> list[str]:
         """The document could not run (validation): ``error``, one error in legacy."""
         if self.legacy:

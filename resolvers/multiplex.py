@@ -39,9 +39,6 @@ from resolvers.member import Framing, Member, SendText
 log = logging.getLogger(__name__)
 
 _CACHEABLE = 16 * 1024  # longer documents are shaped without being kept
-_INTERNAL = orjson.dumps(
-    [GraphQLError("Internal server error", extensions={"code": "INTERNAL"}).formatted]
-).decode()
 
 
 class GroupContext(Context):
@@ -190,7 +187,7 @@ class Group:
             self._multiplexer.forget(self)
             # Whatever ended the execution, no member waits for ever: those without a
             # final message (the execution failed or was stopped) end with `error`.
-            self._end(partial(Framing.failed, errors=_INTERNAL))
+            self._end(Framing.internal)
 
 
 class Multiplexer:
@@ -290,8 +287,10 @@ class Multiplexer:
         try:
             ending = await self._replay_stream(member, replay, query, variables, operation_name)
         except Exception:
-            log.exception("subscription replay failed")
-            ending = member.framing.failed(_INTERNAL)
+            # The member's own failure: its protocol handler logs it and ends the
+            # operation with `error` INTERNAL (resolvers/transport/failures.py).
+            member.abandon([])
+            raise
         if ending is None:
             member.go_live()
         else:
