@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.waiting import PATIENCE, until  # noqa: F401 - tests import it from here
+from tests.support.waiting import PATIENCE
 
 Protocol = Literal["graphql-transport-ws", "graphql-ws"]
 
