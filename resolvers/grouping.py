@@ -44,7 +44,7 @@ from resolvers.context import Context
 _LIVE_ONLY = frozenset({"taskUpdates", "agentStatus", "events"})
 _CURSOR = "after"
 
-GroupKey = tuple[str, bytes, str | None, str, frozenset[str], str | None]
+GroupKey = tuple[str, str, str | None, str, frozenset[str], str | None]
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,8 @@ def plan_for(
         return None
     coerced = {k: v for k, v in values.coerced.items() if k != shape.dropped}
     try:
-        encoded = orjson.dumps(coerced, option=orjson.OPT_SORT_KEYS, default=repr)
+        # As text: orjson's bytes keep their 4 KiB output buffer, for the operation's life.
+        encoded = orjson.dumps(coerced, option=orjson.OPT_SORT_KEYS, default=repr).decode()
     except TypeError:
         return None
     principal = context.principal

@@ -100,7 +100,11 @@ class Member:
         self._queue: deque[Outgoing] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._replaying = after is not None
-        self._held: deque[tuple[str, EventRecord | None]] = deque()
+        # What the group sent while the replay ran; only members that replay have one
+        # (an empty deque costs half a kilobyte, and there may be 10,000 members).
+        self._held: deque[tuple[str, EventRecord | None]] | None = (
+            deque() if after is not None else None
+        )
         self._final: list[str] | None = None
         self._slow = False
         self._gone = False
@@ -120,6 +124,7 @@ class Member:
         if self._final is not None or self._slow or self._gone:
             return False
         if self._replaying:
+            assert self._held is not None
             if len(self._held) >= self._capacity:
                 self._overflow()
             else:
@@ -167,7 +172,7 @@ class Member:
     def go_live(self) -> None:
         """The replay is over: send the held results it did not cover, then live ones."""
         self._replaying = False
-        held, self._held = self._held, deque()
+        held, self._held = self._held or deque(), None
         if self._slow or self._gone:
             self._end_if_idle()
             return
@@ -183,7 +188,7 @@ class Member:
 
     def abandon(self, messages: list[str]) -> None:
         """End at once with ``messages`` (the replay failed), dropping what was held."""
-        self._held.clear()
+        self._held = None
         self._replaying = False
         self._final = None
         self.finish(messages)
@@ -229,7 +234,7 @@ class Member:
     def _overflow(self) -> None:
         # Dropped: the client resumes from lastEventId, decided when the error is sent.
         self._queue.clear()
-        self._held.clear()
+        self._held = None
         self._metrics.slow_consumers.inc()
         self._slow = True
         if not self._replaying:
@@ -241,7 +246,7 @@ class Member:
         self.failure = exc
         self._gone = True
         self._queue.clear()
-        self._held.clear()
+        self._held = None
         self.done.set()
 
     def _end_if_idle(self) -> None:
