@@ -48,9 +48,14 @@ lint: env
 test: env frontend clients lint
 	$(UV) run pytest
 
+# The write path beside its floors, then fan-out beside the Node graphql-js +
+# graphql-ws reference and the raw uvicorn floor.
 bench: env
 	$(UV) run python -m bench.writes
-	$(UV) run python -m bench.fanout
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix bench/node-reference --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the Node reference is skipped"; fi
+	$(UV) run python -m bench.compare
 
 clean:
 	rm -rf .mark1 .pytest_cache .mypy_cache .ruff_cache

@@ -21,6 +21,11 @@ class Metrics:
         self.subscriptions = Gauge(
             "mark1_subscriptions_active", "Active subscription operations", registry=self.registry
         )
+        self.subscription_groups = Gauge(
+            "mark1_subscription_groups",
+            "Shared executions of multiplexed subscriptions (one per distinct operation)",
+            registry=self.registry,
+        )
         self.events_published = Counter(
             "mark1_events_published", "Events committed and published", registry=self.registry
         )
@@ -65,12 +70,20 @@ class Metrics:
         self.events_published.inc(count)
         self._published_by_tenant[tenant] += count
 
-    def delivered(self, record: EventRecord, *, live: bool) -> None:
-        """One event handed to one subscriber; live ones also time the fan-out."""
-        self.events_delivered.inc()
-        self._delivered_by_tenant[record.tenant] += 1
+    def delivered(self, record: EventRecord, *, live: bool, count: int = 1) -> None:
+        """One event handed to ``count`` subscribers; live ones also time the fan-out.
+
+        A multiplexed group counts all the sockets it wrote to at once: one clock
+        read and one counter update per event instead of one per socket.
+        """
+        if count <= 0:
+            return
+        self.events_delivered.inc(count)
+        self._delivered_by_tenant[record.tenant] += count
         if live:
-            self.fanout_latency.observe((utcnow() - record.occurred_at).total_seconds())
+            latency = (utcnow() - record.occurred_at).total_seconds()
+            for _ in range(count):
+                self.fanout_latency.observe(latency)
 
     def tenant_counts(self, tenant: str) -> tuple[int, int]:
         """Events published and delivered by this process for one tenant."""

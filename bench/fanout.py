@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 from array import array
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,6 +45,32 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CREATE = "mutation($title: String!) { createTask(input: {title: $title}) { id } }"
 
 app = typer.Typer(add_completion=False)
+
+Publish = Callable[[httpx.AsyncClient, str], Awaitable[None]]
+
+
+@dataclass
+class Scenario:
+    """What the sockets subscribe to and how one event is published.
+
+    The default is this module's own: ``events`` and ``createTask`` (bench/compare.py
+    adds ``taskUpdates`` and ``reportProgress``, distinct documents and ``after``).
+    """
+
+    name: str = "events x createTask"
+    # The subscribe message of socket i (None: subscribers.SUBSCRIBE for all).
+    subscribe: Callable[[int], str] | None = None
+    # Makes whatever publishing needs (an agent holding a task) and returns the publisher.
+    prepare: Callable[[httpx.AsyncClient, Target, str], Awaitable[Publish]] | None = None
+    in_flight: int = 16
+    tokens: bool = True  # False: the server takes none (the Node reference)
+
+
+async def _default_prepare(client: httpx.AsyncClient, target: Target, token: str) -> Publish:
+    async def publish(client: httpx.AsyncClient, label: str) -> None:
+        await _create(client, target, token, label)
+
+    return publish
 
 
 class Progress:
@@ -161,27 +189,29 @@ async def _create(client: httpx.AsyncClient, target: Target, token: str, title: 
 
 
 class Publisher:
-    """``events`` createTask mutations at ``rate`` per second (0: as fast as they commit)."""
+    """``events`` mutations at ``rate`` per second (0: as fast as they commit, ``in_flight``
+    at a time)."""
 
-    def __init__(self, target: Target, token: str, events: int, rate: float) -> None:
-        self.target, self.token, self.events, self.rate = target, token, events, rate
+    def __init__(self, publish: Publish, events: int, rate: float, in_flight: int = 16) -> None:
+        self.publish, self.events, self.rate, self.in_flight = publish, events, rate, in_flight
         self.published = 0
         self.failures = 0
         self.started = self.last_sent = self.finished = 0.0
 
     async def run(self) -> None:
-        gate = asyncio.Semaphore(16)
+        gate = asyncio.Semaphore(self.in_flight)
 
         async def one(client: httpx.AsyncClient, i: int) -> None:
             try:
-                await _create(client, self.target, self.token, f"bench {i}")
+                await self.publish(client, f"bench {i}")
                 self.published += 1
             except Exception:
                 self.failures += 1
             finally:
                 gate.release()
 
-        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=16)) as client:
+        limits = httpx.Limits(max_connections=self.in_flight)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
             self.started = time.time()
             start = time.monotonic()
             tasks = []
@@ -207,7 +237,9 @@ async def bench(
     concurrency: int,
     deflate: bool,
     command: str,
+    scenario: Scenario | None = None,
 ) -> dict[str, Any]:
+    scenario = scenario or Scenario()
     progress = Progress()
     machine = report.machine()
     tenant = f"bench{secrets.token_hex(4)}"
@@ -224,24 +256,35 @@ async def bench(
             audience=target.audience,
         )
 
-    operator = token("bench-publisher", Role.OPERATOR)
-    warm_tenant = f"{tenant}-warm"
-    await _warm_up(
-        target,
-        token("bench-warm", Role.OPERATOR, warm_tenant),
-        token("bench-warm", Role.VIEWER, warm_tenant),
-    )
+    operator = token("bench-publisher", Role.OPERATOR) if scenario.tokens else ""
+    if scenario.tokens:
+        warm_tenant = f"{tenant}-warm"
+        await _warm_up(
+            target,
+            token("bench-warm", Role.OPERATOR, warm_tenant),
+            token("bench-warm", Role.VIEWER, warm_tenant),
+        )
+    async with httpx.AsyncClient(timeout=30) as client:
+        publish = await (scenario.prepare or _default_prepare)(client, target, operator)
     await asyncio.sleep(0.5)
     rss_before = target.rss_kib()
     base_metrics = target.metrics()
     base_subscriptions = base_metrics.get("mark1_subscriptions_active", 0)
 
     # Distinct subjects: the server caps sockets per subject (MARK1_MAX_SOCKETS_PER_SUBJECT).
-    tokens = [token(f"bench-{i}", Role.VIEWER) for i in range(n)]
-    chunks = [tokens[i : i + per_process] for i in range(0, n, per_process)]
+    tokens = [token(f"bench-{i}", Role.VIEWER) if scenario.tokens else "" for i in range(n)]
+    make = scenario.subscribe or (lambda i: subscribers.SUBSCRIBE.decode())
+    messages = [make(i) for i in range(n)]
     plans = [
-        subscribers.Plan(target.ws_url, chunk, events, max(1, concurrency // len(chunks)), deflate)
-        for chunk in chunks
+        subscribers.Plan(
+            target.ws_url,
+            tokens[i : i + per_process],
+            events,
+            max(1, concurrency // -(-n // per_process)),
+            deflate,
+            messages[i : i + per_process],
+        )
+        for i in range(0, n, per_process)
     ]
     progress(f"starting {len(plans)} client process(es) for {n:,} sockets", force=True)
     workers = Workers(plans)
@@ -280,7 +323,7 @@ async def bench(
             while sum(workers.primed) < ok:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"only {sum(workers.primed)}/{ok} subscriptions went live")
-                await _create(client, target, operator, f"{subscribers.PRIME} {primes}")
+                await publish(client, f"{subscribers.PRIME} {primes}")
                 primes += 1
                 with contextlib.suppress(RuntimeError):
                     await _until(
@@ -293,7 +336,7 @@ async def bench(
         progress.done(f"all {ok:,} subscriptions live; publishing {events} events")
 
         expected = ok * events
-        publisher = Publisher(target, operator, events, rate)
+        publisher = Publisher(publish, events, rate, scenario.in_flight)
 
         def shown() -> None:
             progress(
@@ -351,6 +394,7 @@ async def bench(
         "command": command,
         "machine": machine,
         "config": {
+            "scenario": scenario.name,
             "subscribers": n,
             "events": events,
             "rate": rate,

@@ -147,6 +147,28 @@ def spawn(*, database_url: str | None, broadcast_url: str | None) -> Target:
     return target
 
 
+def spawn_command(argv: list[str], *, cwd: Path | None = None, description: str) -> Target:
+    """Another server under test (the Node reference, the raw floor): ``argv + [port]``."""
+    tmp = Path(tempfile.mkdtemp(prefix="mark1-bench-"))
+    port = _free_port()
+    log = (tmp / "server.log").open("wb")
+    process = subprocess.Popen([*argv, str(port)], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    target = Target(
+        url=f"http://127.0.0.1:{port}/graphql",
+        secret="",
+        pid=process.pid,
+        description=description,
+        _process=process,
+        _tmp=tmp,
+    )
+    try:
+        wait_ready(target, process)
+    except BaseException:
+        target.stop()
+        raise
+    return target
+
+
 def external(url: str, *, pid: int | None) -> Target:
     """A server already running; tokens are minted from this environment's MARK1_* settings."""
     from api.settings import Settings

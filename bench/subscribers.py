@@ -1,4 +1,10 @@
-"""A load-generating process: many graphql-transport-ws sockets, each subscribed to ``events``.
+"""A load-generating process: many graphql-transport-ws sockets, one subscription each.
+
+Each socket sends its own ``subscribe`` message (identical documents, one alias
+each, or ``events(after:)``: bench/compare.py). A result's root field carries
+the publisher's label, as the task's ``message`` (``taskUpdates``) or its
+``task.message`` / ``task.title`` (``events``), and its commit time as ``at``,
+``updatedAt`` or ``occurredAt``.
 
 The parent talks to each process over a ``multiprocessing`` pipe:
 
@@ -20,12 +26,14 @@ from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
+from typing import Any
 
 import orjson
 import websockets
 
 DOCUMENT = "subscription Bench { events { id type occurredAt task { id title status } } }"
 PRIME = "prime"  # titles of the priming events, left out of the figures
+TIMED = "bench "  # labels of the timed events: "bench 0", "bench 1", ...
 SUBSCRIBE = orjson.dumps(
     {"id": "1", "type": "subscribe", "payload": {"query": DOCUMENT, "variables": {}}}
 )
@@ -38,6 +46,15 @@ class Plan:
     events: int  # timed events each socket should receive after the priming one
     concurrency: int
     deflate: bool
+    subscribes: list[str] | None = None  # one subscribe message per token; default SUBSCRIBE
+
+
+def label_and_time(value: dict[str, Any]) -> tuple[str, str]:
+    """The publisher's label and the commit time carried by one result's root field."""
+    task = value.get("task") or {}
+    label = value.get("message") or task.get("message") or task.get("title") or ""
+    at = value.get("at") or value.get("updatedAt") or value.get("occurredAt") or ""
+    return str(label), str(at)
 
 
 @dataclass
@@ -65,7 +82,8 @@ class _Socket:
     def __init__(self, ws: websockets.ClientConnection) -> None:
         self.ws = ws
         self.primed = False
-        self.last_id = 0
+        self.seen: set[int] = set()
+        self.last_event_id = 0
         self.timed = 0
 
 
@@ -85,7 +103,7 @@ async def _main(plan: Plan, pipe: Connection) -> None:
     failures: list[str] = []
     done = asyncio.Event()
 
-    async def connect(token: str) -> None:
+    async def connect(token: str, subscribe: str) -> None:
         async with gate:
             start = time.perf_counter()
             try:
@@ -107,7 +125,7 @@ async def _main(plan: Plan, pipe: Connection) -> None:
                 failures.append(f"{type(exc).__name__}: {exc}")
                 return
             times.append(time.perf_counter() - start)
-            await ws.send(SUBSCRIBE.decode())
+            await ws.send(subscribe)
             sockets.append(_Socket(ws))
 
     async def read(sock: _Socket) -> None:
@@ -121,24 +139,31 @@ async def _main(plan: Plan, pipe: Connection) -> None:
                         continue
                     received.errors.append(str(message)[:300])
                     continue
-                event = message["payload"]["data"]["events"]
-                event_id = int(event["id"])
-                if event["task"]["title"].startswith(PRIME):
+                (value,) = message["payload"]["data"].values()
+                label, stamp = label_and_time(value)
+                if label.startswith(PRIME):
                     if not sock.primed:
                         sock.primed = True
                         received.primed_sockets += 1
-                    sock.last_id = event_id
                     continue
-                if event_id <= sock.last_id:
-                    received.duplicates += event_id == sock.last_id
-                    received.out_of_order += event_id < sock.last_id
+                if not label.startswith(TIMED):
+                    continue  # set-up events replayed by events(after:)
+                seq = int(label.removeprefix(TIMED))
+                if seq in sock.seen:
+                    received.duplicates += 1
                     continue
-                sock.last_id = event_id
-                at = occurred.get(event["id"])
+                sock.seen.add(seq)
+                at = occurred.get(label)
                 if at is None:
-                    at = occurred[event["id"]] = datetime.fromisoformat(
-                        event["occurredAt"]
-                    ).timestamp()
+                    at = occurred[label] = datetime.fromisoformat(stamp).timestamp()
+                # With several in flight events commit in any order; an ``events`` result
+                # must arrive in id order, which is commit order. (Commit times are taken
+                # before the write lock, so they cannot judge order; ``taskUpdates`` has
+                # no event id and is not judged.)
+                if "type" in value:
+                    event_id = int(value["id"])
+                    received.out_of_order += event_id < sock.last_event_id
+                    sock.last_event_id = max(sock.last_event_id, event_id)
                 received.latencies.append(arrived - at)
                 received.first_arrival = min(received.first_arrival, arrived)
                 received.last_arrival = max(received.last_arrival, arrived)
@@ -153,7 +178,8 @@ async def _main(plan: Plan, pipe: Connection) -> None:
             received.errors.append(f"closed: {exc}")
 
     started = time.perf_counter()
-    await asyncio.gather(*(connect(t) for t in plan.tokens))
+    subscribes = plan.subscribes or [SUBSCRIBE.decode()] * len(plan.tokens)
+    await asyncio.gather(*(connect(t, s) for t, s in zip(plan.tokens, subscribes, strict=True)))
     pipe.send(("connected", Connected(times, failures, time.perf_counter() - started)))
     readers = [asyncio.create_task(read(s)) for s in sockets]
     if not sockets or plan.events == 0:

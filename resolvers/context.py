@@ -18,10 +18,13 @@ from api.runtime import Runtime
 class Context:
     """Holds the runtime, the caller, and batching loaders scoped to the caller's tenant."""
 
+    # Subscription streams go live after their history (a multiplexed replay does not).
+    goes_live = True
+
     def __init__(
         self,
         runtime: Runtime,
-        request: Request | WebSocket,
+        request: Request | WebSocket | None,
         *,
         principal: Principal | None = None,
         auth_error: Mark1Error | None = None,

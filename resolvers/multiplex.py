@@ -1,16 +1,17 @@
-"""Multiplexed subscriptions: identical live subscriptions share one execution.
+"""Multiplexed subscriptions: identical subscriptions share one execution.
 
-Operations with the same document, variables, tenant and roles would compute
-the same result for every event. A ``Group`` runs that subscription once,
-serialises each result once, and hands the same bytes to every member; only
-the operation id in the envelope differs. Each member has its own bounded
-outbox and writer, so one slow socket overflows alone (SLOW_CONSUMER with its
-own ``lastEventId``) and never stalls the group.
+Operations in one group (resolvers/grouping.py: same live document, coerced
+variables, tenant, roles and agent id) would compute the same result for
+every event. A ``Group`` runs that subscription once per event, serialises
+each result once, and hands the same bytes to every member
+(resolvers/member.py), which splices in its operation id and writes. An
+operation that passed ``after`` joins first, replays the history after its
+cursor by executing its own document per historical event, then goes live
+on the group's results. Both WebSocket protocols use it.
 
-Only *live-only* subscriptions are grouped: ``taskUpdates``, ``agentStatus``
-and ``events`` without ``after``. Those with per-subscriber history or
-initial state (``events(after:)``, ``workflowProgress``, ``systemMetrics``)
-run on their own.
+A group holds no socket or request: its context has the caller's principal
+only, and a member's socket is referenced by the member alone, which the
+group drops when the operation ends.
 """
 
 from __future__ import annotations
@@ -18,114 +19,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import Awaitable, Callable
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, partial
 from typing import Any
 
 import orjson
 import strawberry
-from graphql import (
-    FieldNode,
-    GraphQLError,
-    NullValueNode,
-    OperationDefinitionNode,
-    OperationType,
-    VariableNode,
-    parse,
-)
-from strawberry.types.execution import ExecutionResult
+from graphql import GraphQLError
+from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
 from api.domain import EventRecord
-from api.errors import SlowConsumer
 from api.logging import context as log_context
 from api.metrics import Metrics
 from resolvers.context import Context
+from resolvers.grouping import GroupKey, Plan, Shape, plan_for, shape_of
+from resolvers.member import Framing, Member, SendText
 
 log = logging.getLogger(__name__)
 
-_CACHEABLE = 16 * 1024  # longer documents are parsed without being kept
-_LIVE_ONLY = frozenset({"taskUpdates", "agentStatus", "events"})
-
-_INTERNAL = orjson.dumps(
-    [GraphQLError("Internal server error", extensions={"code": "INTERNAL"}).formatted]
-).decode()
-
-GroupKey = tuple[str, bytes, str | None, str, frozenset[str]]
-SendText = Callable[[str], Awaitable[None]]
-
-
-@lru_cache(maxsize=256)
-def _cached_root_field(query: str, operation_name: str | None, max_tokens: int) -> FieldNode | None:
-    return _root_field(query, operation_name, max_tokens)
-
-
-def _root_field(query: str, operation_name: str | None, max_tokens: int) -> FieldNode | None:
-    """The single root field of a subscription document, or None.
-
-    Parsed with the same ``max_tokens`` as execution, before it: a huge document
-    must not stall the event loop here first.
-    """
-    try:
-        document = parse(query, max_tokens=max_tokens)
-    except GraphQLError:
-        return None
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name is not None:
-        operations = [o for o in operations if o.name and o.name.value == operation_name]
-    if len(operations) != 1 or operations[0].operation is not OperationType.SUBSCRIPTION:
-        return None
-    selections = operations[0].selection_set.selections
-    if len(selections) != 1 or not isinstance(selections[0], FieldNode):
-        return None
-    return selections[0]
-
-
-def group_key(
-    query: str,
-    variables: dict[str, Any] | None,
-    operation_name: str | None,
-    context: Context,
-    *,
-    max_tokens: int,
-) -> GroupKey | None:
-    """The multiplexing key of an operation, or None when it must run on its own."""
-    field = (
-        _cached_root_field(query, operation_name, max_tokens)
-        if len(query) <= _CACHEABLE
-        else _root_field(query, operation_name, max_tokens)
-    )
-    if field is None or field.name.value not in _LIVE_ONLY:
-        return None
-    for argument in field.arguments or ():
-        if argument.name.value != "after":
-            continue
-        value = argument.value
-        if isinstance(value, VariableNode):
-            if (variables or {}).get(value.name.value) is not None:
-                return None
-        elif not isinstance(value, NullValueNode):
-            return None
-    principal = context.principal
-    try:
-        encoded_vars = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        return None
-    return (
-        query,
-        encoded_vars,
-        operation_name,
-        principal.tenant,
-        frozenset(r.value for r in principal.roles),
-    )
+_CACHEABLE = 16 * 1024  # longer documents are shaped without being kept
 
 
 class GroupContext(Context):
-    """The context a group executes in: members, not the group, count as subscriptions."""
+    """The context a group executes in: the caller's principal, no request or socket.
+
+    Members, not the group, count as subscriptions and deliveries.
+    """
 
     def __init__(self, base: Context) -> None:
-        super().__init__(base.runtime, base.request, principal=base.principal, cache=False)
+        super().__init__(base.runtime, None, principal=base.principal, cache=False)
         self.live = asyncio.Event()
 
     def stream_started(self) -> None:
@@ -138,61 +61,37 @@ class GroupContext(Context):
         self.last_record = record
 
 
-class Member:
-    """One operation in a group: a bounded outbox of ready-made messages and its writer."""
+class ReplayContext(Context):
+    """The context of a member's replay: history only; the group supplies the live part."""
 
-    def __init__(self, op_id: str, send_text: SendText, capacity: int, metrics: Metrics) -> None:
-        self.op_id = op_id
-        self._prefix = '{"id":' + orjson.dumps(op_id).decode() + ',"type":'
-        self._send = send_text
-        self._capacity = capacity
-        self._metrics = metrics
-        self._queue: deque[tuple[str, EventRecord | None]] = deque()
-        self._ready = asyncio.Event()
-        self._final: str | None = None
-        self._slow = False
-        self.last_event_id: int | None = None
+    goes_live = False
 
-    def offer(self, payload: str, record: EventRecord | None) -> None:
-        """Queue one result; on overflow the member ends with SLOW_CONSUMER."""
-        if self._final is not None or self._slow:
-            return
-        if len(self._queue) >= self._capacity:
-            # Dropped: the client resumes from lastEventId, decided when the error is sent.
-            self._queue.clear()
-            self._metrics.slow_consumers.inc()
-            self._slow = True
-            self._ready.set()
-            return
-        self._queue.append((payload, record))
-        self._ready.set()
+    def __init__(self, base: Context) -> None:
+        super().__init__(base.runtime, None, principal=base.principal, cache=False)
 
-    def finish(self, kind: str, payload: str | None = None) -> None:
-        """End after what is queued: ``complete``, or ``error`` with a payload."""
-        if self._final is None and not self._slow:
-            body = f',"payload":{payload}' if payload is not None else ""
-            self._final = f'{self._prefix}"{kind}"{body}}}'
-            self._ready.set()
+    def stream_started(self) -> None:
+        pass
 
-    async def run(self) -> None:
-        """Send queued messages until the final one."""
-        while True:
-            while self._queue:
-                payload, record = self._queue.popleft()
-                await self._send(f'{self._prefix}"next","payload":{payload}}}')
-                if record is not None:
-                    self._metrics.delivered(record, live=True)
-                    self.last_event_id = record.id
-            if self._slow:
-                error = SlowConsumer(self.last_event_id)
-                formatted = GraphQLError(error.message, extensions=error.extensions).formatted
-                self._slow = False
-                self.finish("error", orjson.dumps([formatted]).decode())
-            if self._final is not None:
-                await self._send(self._final)
-                return
-            self._ready.clear()
-            await self._ready.wait()
+    def stream_ended(self) -> None:
+        pass
+
+    def delivering(self, record: EventRecord, *, live: bool) -> None:
+        self.last_record = record
+
+
+def _failure(result: object) -> str | None:
+    """The errors (JSON) that end a stream on this result, or None for a good result."""
+    if isinstance(result, ExecutionResult) and not (result.data is None and result.errors):
+        return None
+    errors = getattr(result, "errors", None) or [GraphQLError("Subscription failed")]
+    return orjson.dumps([e.formatted for e in errors]).decode()
+
+
+def _payload(result: ExecutionResult) -> str:
+    body: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        body["errors"] = [e.formatted for e in result.errors]
+    return orjson.dumps(body).decode()
 
 
 class Group:
@@ -200,35 +99,29 @@ class Group:
 
     def __init__(
         self,
-        key: GroupKey,
+        plan: Plan,
         *,
         schema: strawberry.Schema,
         context: GroupContext,
-        query: str,
-        variables: dict[str, Any] | None,
-        operation_name: str | None,
-        on_empty: Callable[[Group], None],
+        multiplexer: Multiplexer,
     ) -> None:
-        self.key = key
+        self.key = plan.key
         self.members: set[Member] = set()
-        self._context = context
+        self._plan = plan
         self._schema = schema
-        self._query = query
-        self._variables = variables
-        self._operation_name = operation_name
-        self._on_empty = on_empty
-        self._task = asyncio.create_task(
+        self._context = context
+        self._multiplexer = multiplexer
+        self._metrics = multiplexer.metrics
+        # Its log lines carry the tenant, not the first subscriber's request or operation.
+        self.task = asyncio.create_task(
             self._run(), name="mark1-subscription-group", context=log_context.shared()
         )
-
-    def join(self, member: Member) -> None:
-        self.members.add(member)
 
     async def wait_live(self) -> None:
         """Until the shared stream is on the bus (or has ended)."""
         live = asyncio.ensure_future(self._context.live.wait())
         try:
-            await asyncio.wait({live, self._task}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({live, self.task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             live.cancel()
 
@@ -240,54 +133,61 @@ class Group:
         """
         self.members.discard(member)
         if not self.members:
-            self._on_empty(self)
-            self._task.cancel()
+            self._multiplexer.forget(self)
+            self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await self.task
+
+    def _end(self, messages: Callable[[Framing], list[str]]) -> None:
+        for member in list(self.members):
+            member.finish(messages(member.framing))
+
+    def _fan_out(self, payload: str, record: EventRecord | None) -> None:
+        # A function of its own: no loop variable outlives it in the group's frame, which
+        # would keep the last member (and its socket) alive until the next event.
+        written = 0
+        for member in list(self.members):
+            written += member.offer(payload, record)
+        if record is not None:
+            self._metrics.delivered(record, live=True, count=written)
 
     async def _run(self) -> None:
+        plan = self._plan
         try:
             stream = await self._schema.stream(
-                self._query,
-                variable_values=self._variables,
+                plan.live_query,
+                variable_values=plan.live_variables,
                 context_value=self._context,
-                operation_name=self._operation_name,
+                operation_name=plan.operation_name,
             )
             async with aclosing(stream):
+                first = True
                 async for result in stream:
-                    if not isinstance(result, ExecutionResult) or (
-                        result.data is None and result.errors
-                    ):
-                        errors = getattr(result, "errors", None) or [
-                            GraphQLError("Subscription failed")
-                        ]
-                        payload = orjson.dumps([e.formatted for e in errors]).decode()
-                        for member in list(self.members):
-                            member.finish("error", payload)
+                    if first and isinstance(result, PreExecutionError):
+                        errors = [e.formatted for e in result.errors or ()]
+                        self._end(partial(Framing.rejected, errors=errors))
                         return
-                    body: dict[str, Any] = {"data": result.data}
-                    if result.errors:
-                        body["errors"] = [e.formatted for e in result.errors]
-                    payload = orjson.dumps(body).decode()
-                    record = self._context.last_record
-                    for member in list(self.members):
-                        member.offer(payload, record)
-            for member in list(self.members):
-                member.finish("complete")
+                    first = False
+                    if (failure := _failure(result)) is not None:
+                        self._end(partial(Framing.failed, errors=failure))
+                        return
+                    assert isinstance(result, ExecutionResult)
+                    payload = _payload(result)
+                    self._fan_out(payload, self._context.last_record)
+            self._end(lambda f: [f.complete])
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception(
                 "subscription group failed (operation %s, %d members)",
-                self._operation_name,
+                self._plan.operation_name,
                 len(self.members),
             )
         finally:
-            self._on_empty(self)
-            # Whatever ended the execution, no member waits for ever: those without
-            # a final message (the execution failed or was stopped) end with `error`.
-            for member in list(self.members):
-                member.finish("error", _INTERNAL)
+            self._multiplexer.forget(self)
+            # Whatever ended the execution, no member waits for ever: those without a
+            # final message (the execution failed or was stopped) end with `error`.
+            self._end(Framing.internal)
 
 
 class Multiplexer:
@@ -297,68 +197,140 @@ class Multiplexer:
         self, schema: strawberry.Schema, metrics: Metrics, capacity: int, *, max_tokens: int
     ) -> None:
         self._schema = schema
-        self._metrics = metrics
+        self.metrics = self._metrics = metrics
         self._capacity = capacity
         self._max_tokens = max_tokens
         self._groups: dict[GroupKey, Group] = {}
+        graphql_schema = schema._schema
+        self._shape_uncached = partial(shape_of, graphql_schema, max_tokens=max_tokens)
+        self._shape_cached = lru_cache(maxsize=256)(self._shape_uncached)
 
-    def key(
+    @property
+    def group_count(self) -> int:
+        return len(self._groups)
+
+    def plan(
         self,
         query: str,
         variables: dict[str, Any] | None,
         operation_name: str | None,
         context: Context,
-    ) -> GroupKey | None:
-        return group_key(query, variables, operation_name, context, max_tokens=self._max_tokens)
+    ) -> Plan | None:
+        """How this operation runs multiplexed, or None when it must run on its own."""
+        shape: Shape | None = (
+            self._shape_cached(query, operation_name)
+            if len(query) <= _CACHEABLE
+            else self._shape_uncached(query, operation_name)
+        )
+        if shape is None or context.principal_or_none is None:
+            return None
+        return plan_for(self._schema._schema, shape, variables, operation_name, context)
 
     async def serve(
         self,
-        key: GroupKey,
+        plan: Plan,
         op_id: str,
         send_text: SendText,
         *,
         context: Context,
         query: str,
         variables: dict[str, Any] | None,
-        operation_name: str | None,
+        legacy: bool = False,
     ) -> None:
         """Run one member until its stream ends or it is cancelled; always leaves the group.
 
-        A failure of the member itself (its writer) propagates to the caller,
-        which decides whether the socket can still be told.
+        ``query`` and ``variables`` are the operation's own, replayed when it passed
+        ``after``; the group runs the plan's live-only equivalent. A failure of the
+        member itself (a write the socket refused) propagates to the caller, which
+        decides whether the socket can still be told.
         """
-        group = self._groups.get(key)
+        group = self._groups.get(plan.key)
         if group is None:
             group = Group(
-                key,
-                schema=self._schema,
-                context=GroupContext(context),
-                query=query,
-                variables=variables,
-                operation_name=operation_name,
-                on_empty=self._forget,
+                plan, schema=self._schema, context=GroupContext(context), multiplexer=self
             )
-            self._groups[key] = group
-        member = Member(op_id, send_text, self._capacity, self._metrics)
-        group.join(member)
+            self._groups[plan.key] = group
+            self._metrics.subscription_groups.inc()
+        member = Member(
+            Framing(op_id, legacy=legacy),
+            send_text,
+            self._capacity,
+            self._metrics,
+            after=plan.after,
+        )
+        group.members.add(member)
         counted = False
         try:
             await group.wait_live()
             self._metrics.subscriptions.inc()
             counted = True
-            await member.run()
+            if plan.after is not None:
+                await self._replay(member, context, query, variables, plan.operation_name)
+            await member.done.wait()
+            if member.failure is not None:
+                raise member.failure
         finally:
             if counted:
                 self._metrics.subscriptions.dec()
             await group.leave(member)
 
-    def _forget(self, group: Group) -> None:
+    async def _replay(
+        self,
+        member: Member,
+        context: Context,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+    ) -> None:
+        """Send the history after the member's cursor, then put it live on its group."""
+        replay = ReplayContext(context)
+        try:
+            ending = await self._replay_stream(member, replay, query, variables, operation_name)
+        except Exception:
+            # The member's own failure: its protocol handler logs it and ends the
+            # operation with `error` INTERNAL (resolvers/transport/failures.py).
+            member.abandon([])
+            raise
+        if ending is None:
+            member.go_live()
+        else:
+            member.abandon(ending)
+
+    async def _replay_stream(
+        self,
+        member: Member,
+        replay: ReplayContext,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+    ) -> list[str] | None:
+        """Execute the member's own document per historical event; the messages that
+        end the member when it failed, None when it goes live."""
+        stream = await self._schema.stream(
+            query, variable_values=variables, context_value=replay, operation_name=operation_name
+        )
+        async with aclosing(stream):
+            first = True
+            async for result in stream:
+                if first and isinstance(result, PreExecutionError):
+                    return member.framing.rejected([e.formatted for e in result.errors or ()])
+                first = False
+                if (failure := _failure(result)) is not None:
+                    return member.framing.failed(failure)
+                assert isinstance(result, ExecutionResult)
+                await member.replayed(_payload(result), replay.last_record)
+                if not member.replaying:
+                    break  # overflowed while replaying, or the socket went away
+        return None
+
+    def forget(self, group: Group) -> None:
         if self._groups.get(group.key) is group:
             del self._groups[group.key]
+            self._metrics.subscription_groups.dec()
 
     async def close(self) -> None:
         for group in list(self._groups.values()):
-            group._task.cancel()
+            group.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await group._task
+                await group.task
         self._groups.clear()

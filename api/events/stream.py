@@ -3,6 +3,9 @@
 Join the bus first (buffering), then read the history after the cursor,
 then drain the buffer skipping ids already sent — so nothing committed
 around the switch is lost or sent twice (DESIGN: Delivery guarantees).
+
+A caller that gets its live events elsewhere (a multiplexed operation joins
+its group first: resolvers/member.py) asks for the history alone.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ class History(Protocol):
 class StreamHooks(Protocol):
     """Bookkeeping the caller does as the stream goes live, delivers and ends."""
 
+    # False: the history after the cursor only, then the stream ends.
+    goes_live: bool
+
     def stream_started(self) -> None: ...
 
     def stream_ended(self) -> None: ...
@@ -53,22 +59,20 @@ async def replay_then_live(
     ``capacity`` events overflows. Iterate it under ``contextlib.aclosing``: an
     abandoned generator leaves the bus only when the garbage collector finalizes it.
     """
+    if not hooks.goes_live:
+        async for record in _history(history, tenant, predicate, after, replay):
+            hooks.delivering(record, live=False)
+            yield record
+        return
     async with bus.subscribe(tenant, predicate, capacity) as sub:
         hooks.stream_started()
         try:
             sub.last_delivered = after
             if after is not None:
-                scanned = after
-                while True:
-                    batch = await history.events_after(tenant, scanned, _REPLAY_BATCH, replay)
-                    for record in batch:
-                        if predicate(record):
-                            hooks.delivering(record, live=False)
-                            yield record
-                            sub.last_delivered = record.id
-                    if len(batch) < _REPLAY_BATCH:
-                        break
-                    scanned = batch[-1].id
+                async for record in _history(history, tenant, predicate, after, replay):
+                    hooks.delivering(record, live=False)
+                    yield record
+                    sub.last_delivered = record.id
                 sub.skip_through(sub.last_delivered or after)
             while True:
                 record = await sub.get()
@@ -79,3 +83,24 @@ async def replay_then_live(
                 sub.last_delivered = record.id
         finally:
             hooks.stream_ended()
+
+
+async def _history(
+    history: History,
+    tenant: str,
+    predicate: Predicate,
+    after: int | None,
+    replay: EventQuery | None,
+) -> AsyncGenerator[EventRecord, None]:
+    """The matching events committed after ``after`` (none when it is None), in id order."""
+    if after is None:
+        return
+    scanned = after
+    while True:
+        batch = await history.events_after(tenant, scanned, _REPLAY_BATCH, replay)
+        for record in batch:
+            if predicate(record):
+                yield record
+        if len(batch) < _REPLAY_BATCH:
+            return
+        scanned = batch[-1].id

@@ -6,7 +6,8 @@ malformed message with ``connection_error`` and 4400; ``connection_init`` is
 authenticated by the endpoint's socket policy (4403 on refusal); ``start``
 over MAX_SUBSCRIPTIONS_PER_SOCKET gets ``error`` RATE_LIMITED. Each operation
 runs in ``handle_async_results``: subscriptions only (a document that cannot
-run gets ``error``), its stream closed however the task ends, then
+run gets ``error``); live-only ones go to the endpoint's multiplexer, the
+others to strawberry, their stream closed however the task ends; then
 ``complete``; one that fails inside the server is logged and ends with
 ``error`` INTERNAL (failures.py).
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphql import OperationType
 from starlette.websockets import WebSocket
@@ -28,6 +29,7 @@ from strawberry.utils.aio import aclosing
 
 from api.logging import context as log_context
 from resolvers.context import Context
+from resolvers.grouping import Plan
 from resolvers.transport.admission import (
     DocumentRejected,
     chosen_operation,
@@ -37,6 +39,9 @@ from resolvers.transport.admission import (
 )
 from resolvers.transport.failures import internal_error, operation_failed, socket_closed
 from resolvers.transport.policy import CloseCode
+
+if TYPE_CHECKING:
+    from resolvers.transport.endpoint import GraphQLEndpoint
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
@@ -129,6 +134,11 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
                 ErrorMessage(type="error", id=operation_id, payload=rejected.error)
             )
             return
+        view: GraphQLEndpoint = self.view  # type: ignore[assignment]
+        plan = view.multiplexer.plan(query, variables, operation_name, self.context)
+        if plan is not None:
+            await self._run_multiplexed(view, plan, operation_id, query, variables)
+            return
         try:
             result_source = await self.schema.subscribe(
                 query=query,
@@ -178,3 +188,33 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         except Exception:
             if not socket_closed(socket):
                 raise
+
+    async def _run_multiplexed(
+        self,
+        view: GraphQLEndpoint,
+        plan: Plan,
+        operation_id: str,
+        query: str,
+        variables: dict[str, object] | None,
+    ) -> None:
+        """Identical live subscriptions share one execution (resolvers/multiplex.py)."""
+        socket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
+        try:
+            await view.multiplexer.serve(
+                plan,
+                operation_id,
+                socket.send_text,
+                context=self.context,
+                query=query,
+                variables=variables,
+                legacy=True,
+            )
+        except asyncio.CancelledError:
+            # `stop`: the legacy protocol confirms with `complete`.
+            with contextlib.suppress(Exception):
+                await self.send_message(CompleteMessage(type="complete", id=operation_id))
+            raise
+        except Exception:
+            await self._fail(operation_id)
+        finally:
+            self.tasks.pop(operation_id, None)

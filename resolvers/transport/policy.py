@@ -102,10 +102,12 @@ class SocketPolicy:
         Raises ConnectionRejectionError (4403) for a bad or missing token, a
         second connection_init, or a subject over MAX_SOCKETS_PER_SUBJECT.
         """
+        socket = context.request
+        assert isinstance(socket, WebSocket)
         params = context.connection_params or {}
         raw = next((v for k, v in params.items() if k.lower() == "authorization"), None)
         if raw is None:
-            raw = context.request.headers.get("authorization")
+            raw = socket.headers.get("authorization")
         try:
             if not isinstance(raw, str | None):
                 raise Unauthenticated("authorization must be a string")
@@ -116,8 +118,6 @@ class SocketPolicy:
         except Mark1Error as exc:
             raise ConnectionRejectionError({"message": exc.message}) from exc
         log_context.bind_principal(principal.tenant, principal.subject)
-        socket = context.request
-        assert isinstance(socket, WebSocket)
         if getattr(socket.state, "mark1_subject", None) is not None:
             # The legacy protocol lets a client send connection_init again; counting the
             # socket twice would leak a slot of MAX_SOCKETS_PER_SUBJECT for good.

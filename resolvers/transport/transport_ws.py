@@ -70,24 +70,21 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         """Identical live subscriptions share one execution (resolvers/multiplex.py)."""
         log_context.bind_operation(operation.id, operation.operation_name)
         view: GraphQLEndpoint = self.view  # type: ignore[assignment]
-        key = None
-        if self.context.principal_or_none is not None:
-            key = view.multiplexer.key(
-                operation.query, operation.variables, operation.operation_name, self.context
-            )
-        if key is None:
+        plan = view.multiplexer.plan(
+            operation.query, operation.variables, operation.operation_name, self.context
+        )
+        if plan is None:
             await super().run_operation(operation)
             return
         socket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
         try:
             await view.multiplexer.serve(
-                key,
+                plan,
                 operation.id,
                 socket.send_text,
                 context=self.context,
                 query=operation.query,
                 variables=operation.variables,
-                operation_name=operation.operation_name,
             )
         except Exception:
             await self._fail(operation, socket)

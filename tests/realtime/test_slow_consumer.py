@@ -12,12 +12,14 @@ from api.settings import Settings
 from tests.realtime.activity import PacedPublisher, Tenant, commit_tasks
 from tests.realtime.conftest import nothing_left, serving, subscribed
 from tests.realtime.wire import Socket
+from tests.support.waiting import until
 
 EVENTS = 2000
 FAST = 20
 BUFFER = 50
-# The stalled operation asks for the task's input: ~2 KB a message, so a few dozen fill
-# the socket buffers and the server's writes block.
+# The stalled operation asks for the task's input: ~8 KB a message. Loopback send buffers
+# autotune up to tcp_wmem's maximum (4 MiB here) before the server's writes block, so
+# some 500 messages fill them and the rest of the 2,000 overflow the buffer.
 SLOW = "subscription { events { id type task { id title input } } }"
 IDS = "subscription($after: ID) { events(after: $after) { id } }"
 
@@ -68,7 +70,7 @@ async def test_a_stalled_subscriber_gets_slow_consumer_while_twenty_others_recei
                 EVENTS,
                 publisher=PacedPublisher(server.runtime.bus),
                 per_transaction=100,
-                input={"blob": "x" * 2000},
+                input={"blob": "x" * 8000},
             )
         )
         started = asyncio.get_running_loop().time()
@@ -78,7 +80,10 @@ async def test_a_stalled_subscriber_gets_slow_consumer_while_twenty_others_recei
         took = asyncio.get_running_loop().time() - started
         await writing
         assert all(ids == list(range(1, EVENTS + 1)) for ids in received)
-        assert Metrics.value(server.runtime.metrics.slow_consumers) == 1
+        # The stalled operation's own execution may still be catching up.
+        slow = server.runtime.metrics.slow_consumers
+        await until(lambda: Metrics.value(slow) >= 1, 60, "the stalled operation to overflow")
+        assert Metrics.value(slow) == 1
 
         # The stalled client reads again: what the server had sent, then SLOW_CONSUMER.
         stalled.resume()

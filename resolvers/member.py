@@ -1,0 +1,294 @@
+"""One operation in a multiplexed group: its framing, its bounded outbox, its writes.
+
+A group serialises each result once; a member only splices its operation id
+into the envelope and writes. While nothing of the member's is in flight the
+write happens at once, inside the group's fan-out loop: the socket's send
+coroutine is driven by hand and, when the transport is writable, finishes
+without suspending (Python 3.12's eager tasks do the same). Only when a send
+has to wait for the transport does the member get a writer task, and results
+queue behind it, up to ``capacity``; beyond that the member ends alone with
+SLOW_CONSUMER (DESIGN: one slow subscriber never stalls the others).
+
+A member that passed ``after`` holds the group's results, tagged by event id,
+while it replays the history after its cursor; then it sends what it held,
+skipping ids the replay already sent: joined first, replayed second, drained
+third, as api/events/stream.py does for a single subscriber, so nothing is
+lost or sent twice across the switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import orjson
+from graphql import GraphQLError, GraphQLFormattedError
+
+from api.domain import EventRecord
+from api.errors import SlowConsumer
+from api.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+SendText = Callable[[str], Awaitable[None]]
+Outgoing = tuple[str, EventRecord | None]
+
+
+class Framing:
+    """How one protocol wraps a result, a failure and the end of an operation."""
+
+    def __init__(self, op_id: str, *, legacy: bool) -> None:
+        quoted = orjson.dumps(op_id).decode()
+        self.legacy = legacy
+        if legacy:  # subscriptions-transport-ws PROTOCOL.md
+            self._data = '{"type":"data","id":' + quoted + ',"payload":'
+            self._error = '{"type":"error","id":' + quoted + ',"payload":'
+            self.complete = '{"type":"complete","id":' + quoted + "}"
+        else:  # graphql-ws PROTOCOL.md (graphql-transport-ws)
+            self._data = '{"id":' + quoted + ',"type":"next","payload":'
+            self._error = '{"id":' + quoted + ',"type":"error","payload":'
+            self.complete = '{"id":' + quoted + ',"type":"complete"}'
+
+    def data(self, payload: str) -> str:
+        return self._data + payload + "}"
+
+    def failed(self, errors: str) -> list[str]:
+        """The operation ends because of ``errors`` (a JSON list) raised while it ran.
+
+        graphql-transport-ws ends it with ``error``; the legacy protocol, as
+        subscriptions-transport-ws's own server, with ``data`` carrying the errors
+        and null data, then ``complete``.
+        """
+        if self.legacy:
+            return [self._data + '{"data":null,"errors":' + errors + "}}", self.complete]
+        return [self._error + errors + "}"]
+
+    def internal(self) -> list[str]:
+        """The operation failed inside the server: ``error`` INTERNAL on both protocols
+        (resolvers/transport/failures.py)."""
+        # The same masked error as resolvers/transport/failures.py:internal_error (which
+        # this module cannot import: the transport package imports the multiplexer).
+        error = GraphQLError("Internal server error", extensions={"code": "INTERNAL"})
+        return self.rejected([error.formatted])
+
+    def rejected(self, errors: list[GraphQLFormattedError]) -> list[str]:
+        """The document could not run (validation): ``error``, one error in legacy."""
+        if self.legacy:
+            return [self._error + orjson.dumps(errors[0]).decode() + "}"]
+        return [self._error + orjson.dumps(errors).decode() + "}"]
+
+
+class Member:
+    """One operation's outbox and writes, fed by its group."""
+
+    def __init__(
+        self,
+        framing: Framing,
+        send_text: SendText,
+        capacity: int,
+        metrics: Metrics,
+        *,
+        after: int | None = None,
+    ) -> None:
+        self.framing = framing
+        self._send = send_text
+        self._capacity = capacity
+        self._metrics = metrics
+        self._queue: deque[Outgoing] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._replaying = after is not None
+        # What the group sent while the replay ran; only members that replay have one
+        # (an empty deque costs half a kilobyte, and there may be 10,000 members).
+        self._held: deque[tuple[str, EventRecord | None]] | None = (
+            deque() if after is not None else None
+        )
+        self._final: list[str] | None = None
+        self._slow = False
+        self._gone = False
+        self._closing = False
+        self._pending: EventRecord | None = None  # the record of a write in flight
+        self.done = asyncio.Event()
+        self.failure: Exception | None = None
+        self.last_event_id = after
+
+    # -- from the group --------------------------------------------------
+
+    def offer(self, payload: str, record: EventRecord | None) -> bool:
+        """One result of the group; on overflow the member ends with SLOW_CONSUMER.
+
+        True when it was written at once: the group counts those deliveries itself.
+        """
+        if self._final is not None or self._slow or self._gone:
+            return False
+        if self._replaying:
+            assert self._held is not None
+            if len(self._held) >= self._capacity:
+                self._overflow()
+            else:
+                self._held.append((payload, record))
+            return False
+        if self._writer is None and not self._queue:
+            if self._write(self.framing.data(payload)):
+                if record is not None:
+                    self.last_event_id = record.id
+                return True
+            if self._writer is not None:
+                self._pending = record  # counted by the writer once the send completes
+        elif len(self._queue) >= self._capacity:
+            self._overflow()
+        else:
+            self._queue.append((self.framing.data(payload), record))
+        return False
+
+    def finish(self, messages: list[str]) -> None:
+        """End with ``messages`` (``complete``, or a failure) after what is queued."""
+        if self._final is not None or self._slow or self._gone:
+            return
+        self._final = messages
+        if self._replaying:
+            return  # sent when the replay is over
+        self._end_if_idle()
+
+    # -- the replay of a member that passed ``after`` ----------------------
+
+    @property
+    def replaying(self) -> bool:
+        return self._replaying and not (self._slow or self._gone)
+
+    async def replayed(self, payload: str, record: EventRecord | None) -> None:
+        """Send one result of the replay (nothing else writes meanwhile)."""
+        try:
+            await self._send(self.framing.data(payload))
+        except Exception as exc:
+            self._lost(exc)
+            return
+        if record is not None:
+            self._metrics.delivered(record, live=False)
+            self.last_event_id = record.id
+
+    def go_live(self) -> None:
+        """The replay is over: send the held results it did not cover, then live ones."""
+        self._replaying = False
+        held, self._held = self._held or deque(), None
+        if self._slow or self._gone:
+            self._end_if_idle()
+            return
+        last = self.last_event_id
+        final, self._final = self._final, None  # the group may have ended meanwhile
+        for payload, record in held:
+            if record is not None and last is not None and record.id <= last:
+                continue  # the replay sent it
+            self.offer(payload, record)
+        if final is not None and self._final is None:
+            self._final = final
+        self._end_if_idle()
+
+    def abandon(self, messages: list[str]) -> None:
+        """End at once with ``messages`` (the replay failed), dropping what was held."""
+        self._held = None
+        self._replaying = False
+        self._final = None
+        self.finish(messages)
+
+    # -- writing ---------------------------------------------------------
+
+    def _write(self, text: str) -> bool:
+        """Write now (True); only a send that must wait for the transport gets a task."""
+        coro = self._send(text)
+        assert isinstance(coro, Coroutine)
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return True
+        except Exception as exc:
+            self._lost(exc)
+            return False
+        self._writer = asyncio.get_running_loop().create_task(
+            self._write_later(coro, waiting), name="mark1-member-writer"
+        )
+        return False
+
+    async def _write_later(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+        try:
+            await _resume(coro, waiting)
+            record, self._pending = self._pending, None
+            self._sent(record)
+            while self._queue:
+                text, queued = self._queue.popleft()
+                await self._send(text)
+                self._sent(queued)
+        except Exception as exc:
+            self._lost(exc)
+        finally:
+            self._writer = None
+        self._end_if_idle()
+
+    def _sent(self, record: EventRecord | None) -> None:
+        if record is not None:
+            self._metrics.delivered(record, live=True)
+            self.last_event_id = record.id
+
+    def _overflow(self) -> None:
+        # Dropped: the client resumes from lastEventId, decided when the error is sent.
+        self._queue.clear()
+        self._held = None
+        self._metrics.slow_consumers.inc()
+        self._slow = True
+        if not self._replaying:
+            self._end_if_idle()
+
+    def _lost(self, exc: Exception) -> None:
+        """The socket refused a write (it is closing, most likely): nothing more is sent."""
+        log.debug("subscriber write failed: %r", exc)
+        self.failure = exc
+        self._gone = True
+        self._queue.clear()
+        self._held = None
+        self.done.set()
+
+    def _end_if_idle(self) -> None:
+        """Send the final messages once nothing is queued or in flight."""
+        if self._writer is not None or self._queue or self.done.is_set():
+            return
+        if self._gone or self._closing:
+            self.done.set()
+            return
+        if self._slow:
+            self._slow = False
+            error = SlowConsumer(self.last_event_id)
+            formatted = GraphQLError(error.message, extensions=error.extensions).formatted
+            self._final = self.framing.failed(orjson.dumps([formatted]).decode())
+        if self._final is None:
+            return
+        self._closing = True
+        self._queue.extend((text, None) for text in self._final)
+        while self._queue and self._writer is None and not self._gone:
+            text, _ = self._queue.popleft()
+            self._write(text)
+        if self._writer is None:
+            self.done.set()  # else the writer sends the rest, then comes back here
+
+
+async def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """Drive a coroutine that suspended on ``waiting`` to its end, from a task."""
+    while True:
+        try:
+            if waiting is None:
+                await asyncio.sleep(0)  # a bare yield
+            else:
+                # What asyncio's Task does with a future a coroutine yields: take it
+                # over (clear the flag its own await set), then wait for it here.
+                waiting._asyncio_future_blocking = False
+                await waiting
+        except asyncio.CancelledError:
+            coro.close()
+            raise
+        except Exception:
+            pass  # the coroutine reads the future's outcome itself when resumed
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return

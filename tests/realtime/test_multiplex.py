@@ -1,0 +1,212 @@
+"""Multiplexing: identical subscriptions share one execution, whatever the client sends.
+
+The server's ``mark1_subscription_groups`` gauge counts shared executions, so the
+tests see how many ran. Groups are keyed on coerced variables (defaults applied);
+``events(after:)`` replays on its own, then joins its live-only group with no gap
+and no duplicate; both protocols; a group keeps no departed member's socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+
+from starlette.websockets import WebSocket
+
+from api.metrics import Metrics
+from tests.realtime.activity import Tenant
+from tests.realtime.conftest import subscribed
+from tests.realtime.wire import LEGACY_WS, TRANSPORT_WS, Protocol, Socket
+from tests.support.server import LiveServer
+from tests.support.waiting import PATIENCE, until
+
+DEFAULTED = 'subscription S($after: ID = "0") { events(after: $after) { id type } }'
+CURSOR = "subscription S($after: ID) { events(after: $after) { id type } }"
+TASKS = "subscription { taskUpdates { id status } }"
+
+
+def groups(server: LiveServer) -> int:
+    return Metrics.value(server.runtime.metrics.subscription_groups)
+
+
+async def ids(ws: Socket, op: str, count: int) -> list[int]:
+    return [int((await ws.field(op))["id"]) for _ in range(count)]
+
+
+async def test_a_defaulted_cursor_replays_for_every_client_that_sends_the_same_document(
+    server: LiveServer, tenant: str, protocol: Protocol
+) -> None:
+    t = Tenant(server, tenant)
+    for i in range(6):
+        await t.create_task(f"task{i}")  # events 1-6
+    viewer = server.token("VIEWER", tenant=tenant)
+    async with await Socket.open(server.ws_url, viewer, protocol=protocol) as a:
+        await a.subscribe("a", DEFAULTED)
+        assert await ids(a, "a", 6) == [1, 2, 3, 4, 5, 6]
+        async with await Socket.open(server.ws_url, viewer, protocol=protocol) as b:
+            # Before the fix B joined A's group as if it were live-only, and got nothing.
+            await b.subscribe("b", DEFAULTED)
+            assert await ids(b, "b", 6) == [1, 2, 3, 4, 5, 6]
+            await subscribed(server, 2)
+            assert groups(server) == 1  # both live on one execution of the live-only form
+            await t.create_task("live")
+            assert await ids(a, "a", 1) == [7]
+            assert await ids(b, "b", 1) == [7]
+            await a.silent("a", 0.1)
+            await b.silent("b", 0.1)
+
+
+async def test_an_explicit_null_cursor_is_live_only_and_shares_the_group(
+    server: LiveServer, tenant: str, protocol: Protocol
+) -> None:
+    t = Tenant(server, tenant)
+    await t.create_task("before")  # event 1
+    viewer = server.token("VIEWER", tenant=tenant)
+    async with await Socket.open(server.ws_url, viewer, protocol=protocol) as ws:
+        await ws.subscribe("null", DEFAULTED, {"after": None})
+        await ws.subscribe("omitted", "subscription S { events { id type } }")
+        await ws.subscribe("two", DEFAULTED, {"after": "1"})
+        await subscribed(server, 3)
+        assert groups(server) == 1
+        await t.create_task("after")  # event 2
+        for op in ("null", "omitted", "two"):
+            assert await ids(ws, op, 1) == [2]
+            await ws.silent(op, 0.1)
+
+
+async def test_after_subscriptions_under_concurrent_writers_get_every_id_once_from_one_group(
+    server: LiveServer, tenant: str, protocol: Protocol
+) -> None:
+    t = Tenant(server, tenant)
+    first = 20
+    total = 120
+    for i in range(first):
+        await t.create_task(f"early{i}")
+    viewer = server.token("VIEWER", tenant=tenant)
+    cursors = [0, 3, 7, 12, 19, 20]
+    writing_done = asyncio.Event()
+
+    async def write() -> None:
+        for i in range(first, total):
+            await t.create_task(f"late{i}")
+        writing_done.set()
+
+    sockets = [
+        await Socket.open(server.ws_url, viewer, protocol=protocol) for _ in range(len(cursors))
+    ]
+    try:
+        writer = asyncio.create_task(write())
+        # Subscribe while events keep committing: each one switches from replay to live
+        # at some moment inside the stream of writes.
+        for ws, cursor in zip(sockets, cursors, strict=True):
+            await ws.subscribe("feed", CURSOR, {"after": str(cursor)})
+            await asyncio.sleep(0.02)
+        got = await asyncio.gather(
+            *(ids(ws, "feed", total - c) for ws, c in zip(sockets, cursors, strict=True))
+        )
+        await writer
+        for cursor, received in zip(cursors, got, strict=True):
+            assert received == list(range(cursor + 1, total + 1)), f"after {cursor}"
+        assert groups(server) == 1  # one execution per event for all six
+        for ws in sockets:
+            await ws.silent("feed", 0.1)
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+async def test_both_protocols_share_one_group(server: LiveServer, tenant: str) -> None:
+    t = Tenant(server, tenant)
+    viewer = server.token("VIEWER", tenant=tenant)
+    async with (
+        await Socket.open(server.ws_url, viewer, protocol=TRANSPORT_WS) as modern,
+        await Socket.open(server.ws_url, viewer, protocol=LEGACY_WS) as legacy,
+    ):
+        await modern.subscribe("m", TASKS)
+        await legacy.subscribe("l", TASKS)
+        await subscribed(server, 2)
+        assert groups(server) == 1
+        task = await t.create_task("shared")
+        assert await modern.field("m") == {"id": task["id"], "status": "PENDING"}
+        message = await legacy.message("l")
+        assert message["type"] == "data"
+        assert message["payload"] == {
+            "data": {"taskUpdates": {"id": task["id"], "status": "PENDING"}}
+        }
+
+
+async def test_different_roles_or_variables_get_groups_of_their_own(
+    server: LiveServer, tenant: str
+) -> None:
+    viewer = server.token("VIEWER", tenant=tenant)
+    operator = server.token("OPERATOR", tenant=tenant)
+    query = "subscription($s: [TaskStatus!]) { taskUpdates(status: $s) { id } }"
+    async with (
+        await Socket.open(server.ws_url, viewer) as a,
+        await Socket.open(server.ws_url, operator) as b,
+    ):
+        await a.subscribe("1", query, {"s": ["PENDING"]})
+        await a.subscribe("2", query, {"s": "PENDING"})  # coerced to the same list
+        await a.subscribe("3", query, {"s": ["CANCELLED"]})
+        await b.subscribe("4", query, {"s": ["PENDING"]})
+        await subscribed(server, 4)
+        assert groups(server) == 3
+
+
+def _server_sockets(client: Socket) -> list[weakref.ref[WebSocket]]:
+    """The server's WebSocket objects for this client connection (the server runs here).
+
+    The ASGI app and strawberry's view each wrap the connection in one.
+    """
+    gc.collect()  # earlier connections on the same port, if any, are gone for good
+    port = client.ws.transport.get_extra_info("sockname")[1]
+    found = [
+        weakref.ref(o)
+        for o in gc.get_objects()
+        # type(), not isinstance(): gc also holds weak proxies, some of them dead.
+        if type(o) is WebSocket and o.client is not None and o.client.port == port
+    ]
+    assert found
+    return found
+
+
+async def _collected(refs: list[weakref.ref[WebSocket]], what: str) -> None:
+    def gone() -> bool:
+        gc.collect()
+        return all(ref() is None for ref in refs)
+
+    await until(gone, PATIENCE, what)
+
+
+async def test_a_group_keeps_no_departed_members_socket_alive(
+    server: LiveServer, tenant: str, protocol: Protocol
+) -> None:
+    t = Tenant(server, tenant)
+    viewer = server.token("VIEWER", tenant=tenant)
+    first = await Socket.open(server.ws_url, viewer, protocol=protocol)
+    second = await Socket.open(server.ws_url, viewer, protocol=protocol)
+    try:
+        await first.subscribe("x", TASKS)  # the first member: the group is made from it
+        await second.subscribe("x", TASKS)
+        await subscribed(server, 2)
+        task = await t.create_task("seen")
+        for ws in (first, second):
+            assert (await ws.field("x"))["id"] == task["id"]
+        first_ref = _server_sockets(first)
+        second_ref = _server_sockets(second)
+
+        await first.close()
+        await subscribed(server, 1)
+        assert groups(server) == 1  # the group goes on for the second member ...
+        await _collected(first_ref, "the first member's socket to be collected")  # ... without it
+        task = await t.create_task("after")
+        assert (await second.field("x"))["id"] == task["id"]
+
+        await second.stop("x")
+        await until(lambda: groups(server) == 0, PATIENCE, "the group to end")
+        await second.close()
+        await _collected(second_ref, "the last member's socket to be collected")
+    finally:
+        await first.close()
+        await second.close()
