@@ -17,10 +17,10 @@ from graphql import (
     GraphQLFormattedError,
     OperationDefinitionNode,
     OperationType,
-    parse,
 )
 
 from api.errors import RateLimited
+from resolvers.schema import parse_document
 
 
 class DocumentRejected(Exception):
@@ -47,7 +47,7 @@ def chosen_operation(query: object, operation_name: object, *, max_tokens: int) 
     if not isinstance(query, str):
         raise DocumentRejected("query must be a string")
     try:
-        document = parse(query, max_tokens=max_tokens)
+        document = parse_document(query, max_tokens=max_tokens)
     except GraphQLError as error:
         raise DocumentRejected(error.message, error) from None
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]

@@ -78,6 +78,10 @@ def test_every_readme_shell_example_runs_against_the_demo(tmp_path: Path) -> Non
             MARK1_DATA_DIR=str(tmp_path / "data"),  # the demo's secret and database
             README_TEST_PYTHON=sys.executable,
         )
+        # A reader's shell is no sub-make: under `make test` these would make `make token`
+        # print "Entering directory" lines into $(make token).
+        for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"):
+            env.pop(name, None)
         for block in runnable:
             body = block.body.replace("127.0.0.1:8000", f"127.0.0.1:{demo.port}")
             run = _run_block(body, env, tmp_path / "state.sh")

@@ -273,6 +273,7 @@ def test_dashboard_resumes_event_feed_after_server_restart(
         if not script.stdin.closed:
             script.stdin.close()
         pumper.join(timeout=5)
+        script.stdout.close()
     outcome = "timed out" if returncode is None else f"exited {returncode}"
     assert returncode == 0, (
         f"e2e/dashboard-reconnect.mjs {outcome}\n{''.join(output)}"
