@@ -123,6 +123,13 @@ class Member:
         """
         if self._final is not None or self._slow or self._gone:
             return False
+        if (
+            record is not None
+            and self.last_event_id is not None
+            and record.id <= self.last_event_id
+        ):
+            # The replay read it from the outbox before the group's live stream got to it.
+            return False
         if self._replaying:
             assert self._held is not None
             if len(self._held) >= self._capacity:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import pytest
-from sqlalchemy import event
 
 from tests.http.helpers import Api
-from tests.support.server import LiveServer
+from tests.support.statements import recorded
 
 CONNECTIONS = {
     "tasks": "tasks(first: 2)",
@@ -20,21 +15,8 @@ CONNECTIONS = {
 }
 
 
-@contextmanager
-def counting(server: LiveServer) -> Iterator[list[str]]:
-    """The COUNT statements the server's engine runs."""
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if "count(" in statement.lower():
-            seen.append(statement)
-
-    engine = server.runtime.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+def _is_count(statement: str) -> bool:
+    return "count(" in statement.lower()
 
 
 async def _some_of_everything(api: Api) -> None:
@@ -50,7 +32,7 @@ async def _some_of_everything(api: Api) -> None:
 async def test_a_page_without_total_count_runs_no_count(api: Api, field: str) -> None:
     await _some_of_everything(api)
     query = f"{{ {CONNECTIONS[field]} {{ edges {{ cursor }} pageInfo {{ hasNextPage }} }} }}"
-    with counting(api.server) as counts:
+    with recorded(api.server, _is_count) as counts:
         page = (await api.ok(query))[field]
     assert page["edges"]
     assert counts == []
@@ -66,7 +48,7 @@ async def test_a_selected_total_count_is_counted(api: Api, field: str) -> None:
         f"fragment Counted on {field[:-1].capitalize()}Connection {{ totalCount }}"
     )
     for query in (plain, in_fragment):
-        with counting(api.server) as counts:
+        with recorded(api.server, _is_count) as counts:
             total = (await api.ok(query))[field]["totalCount"]
         assert len(counts) == 1
         if field in expected:

@@ -25,6 +25,8 @@ from tests.support.server import mint
 # Small, so that tailing the outbox during an outage is quick to see (and the 2 s
 # latency bound holds with room to spare on a loaded machine).
 GAP_CHECK = "0.25"
+# Writers here outpace the default mutation rate (50/s per subject) on a fast write path.
+UNLIMITED_WRITES = {"mutation_rate": "1000000", "mutation_burst": "1000000"}
 # Healthy and stalled alternate in short rounds: the machine's load comes in bursts, and
 # both figures must see the same bursts for the comparison to mean anything.
 ROUNDS = 6
@@ -117,6 +119,7 @@ async def test_mutations_do_not_wait_on_a_stalled_broker_and_every_event_still_a
             database_url=pg_database[0],
             work_dir=tmp_path,
             gap_check_interval=GAP_CHECK,
+            **UNLIMITED_WRITES,
         ) as running,
     ):
         a, b = running["redis"]
@@ -151,7 +154,11 @@ async def test_mutations_do_not_wait_on_a_stalled_broker_and_every_event_still_a
         f"\ncreateTask p99: healthy {p99(healthy) * 1000:.1f} ms, broker stalled "
         f"{p99(stalled) * 1000:.1f} ms (max {max(stalled) * 1000:.1f} ms)"
     )
-    assert p99(stalled) <= 2 * p99(healthy)
+    # The measure is the ratio; 50 ms of slack absorbs a load burst landing in
+    # one stalled round on a shared 2-core machine. A mutation that waited on the broker
+    # would cost the 1 s publish timeout or more, far beyond either bound.
+    assert p99(stalled) <= 2 * p99(healthy) + 0.05
+    assert max(stalled) < 1.0
     degraded = {"status": "ready", "checks": {"database": "ok", "bus": "degraded"}}
     assert during == [(200, degraded)] * ROUNDS
     assert_every_event_once_in_order(collectors, writer.written)
@@ -206,6 +213,7 @@ async def test_delivery_goes_on_in_order_through_a_redis_outage_across_two_proce
         database_url=pg_database[0],
         work_dir=tmp_path,
         gap_check_interval=GAP_CHECK,
+        **UNLIMITED_WRITES,
     ) as running:
         processes = running["redis"]
         seen: list[tuple[int, Any]] = []
@@ -246,6 +254,7 @@ async def test_delivery_goes_on_in_order_while_the_postgres_bus_connection_is_te
         database_url=url,
         work_dir=tmp_path,
         gap_check_interval=GAP_CHECK,
+        **UNLIMITED_WRITES,
     ) as running:
         processes = running["postgres"]
         killed: list[int] = []
@@ -304,6 +313,7 @@ async def test_a_process_starts_and_serves_with_the_broker_down(
         database_url=pg_database[0],
         work_dir=tmp_path,
         gap_check_interval=GAP_CHECK,
+        **UNLIMITED_WRITES,
     ) as running:
         a, b = running["redis"]
         at_start = [await readyz(p) for p in (a, b)]

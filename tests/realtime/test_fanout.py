@@ -6,11 +6,9 @@ import asyncio
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from api.db.engine import Database
 from api.domain import Role
@@ -21,6 +19,7 @@ from tests.realtime.activity import on_server, principal
 from tests.realtime.conftest import serving, subscribed
 from tests.realtime.wire import Socket
 from tests.support.server import LiveServer
+from tests.support.statements import recorded
 
 SOCKETS = 10
 STEPS = 12  # about eight events a step: some hundred events in all
@@ -72,34 +71,29 @@ def quiet_server(settings: Settings) -> Iterator[LiveServer]:
         yield server
 
 
-@contextmanager
-def counting_selects(server: LiveServer) -> Iterator[Counter[str]]:
-    """Count the SELECT statements the server's engine runs, by table."""
+def _tables(selects: list[str]) -> Counter[str]:
+    """SELECT statements counted by the table they read."""
     counts: Counter[str] = Counter()
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            table = re.search(r"\bFROM\s+(\w+)", statement, re.IGNORECASE)
-            counts[table.group(1) if table else "-"] += 1
-
-    engine = server.runtime.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield counts
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    for statement in selects:
+        table = re.search(r"\bFROM\s+(\w+)", statement, re.IGNORECASE)
+        counts[table.group(1) if table else "-"] += 1
+    return counts
 
 
-async def _settled(counts: Counter[str], quiet: float = 0.15, within: float = 10) -> None:
+def _is_select(statement: str) -> bool:
+    return statement.lstrip().upper().startswith("SELECT")
+
+
+async def _settled(counts: list[str], quiet: float = 0.15, within: float = 10) -> None:
     """Wait until no SELECT has run for ``quiet`` seconds (subscribe-time reads are done)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    last = counts.total()
+    last = len(counts)
     while loop.time() < deadline:
         await asyncio.sleep(quiet)
-        if counts.total() == last:
+        if len(counts) == last:
             return
-        last = counts.total()
+        last = len(counts)
     raise AssertionError("the server kept querying")
 
 
@@ -135,9 +129,9 @@ async def _work(server: LiveServer, tenant: str, agent_id: str) -> None:
 async def _baseline(server: LiveServer, tenant: str) -> Counter[str]:
     """The SELECTs the same work needs with nobody watching."""
     _, agent = await _start(server, tenant)
-    with counting_selects(server) as counts:
+    with recorded(server, _is_select) as counts:
         await _work(server, tenant, agent)
-    return counts
+    return _tables(counts)
 
 
 async def _watch(
@@ -163,7 +157,7 @@ async def _watch(
         for n in range(count)
     ]
     try:
-        with counting_selects(server) as counts:
+        with recorded(server, _is_select) as counts:
             for ws, op, name in ops:
                 await ws.subscribe(op, documents[name][0], {"w": workflow})
             for ws, op, name in ops:
@@ -183,7 +177,7 @@ async def _watch(
             delivered = await asyncio.gather(
                 *(_receive(ws, op, len(expected[name])) for ws, op, name in ops)
             )
-            counted = Counter(counts)
+            counted = _tables(counts)
         for (_, op, name), got in zip(ops, delivered, strict=True):
             assert got == expected[name], f"{op} got {got}, expected {expected[name]}"
         for ws, op, name in ops:

@@ -4,36 +4,16 @@ one set of GROUP BY queries per tick however many subscribe, at most one tick a 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import event
 
 from tests.realtime.activity import Tenant
 from tests.realtime.wire import Protocol, Socket
 from tests.support.server import LiveServer
+from tests.support.statements import recorded
 from tests.support.waiting import PATIENCE, until
 
 METRICS = "subscription($s: Float) { systemMetrics(intervalSeconds: $s) { at tasksByStatus } }"
-
-
-@contextmanager
-def counting_group_bys(server: LiveServer) -> Iterator[list[str]]:
-    """The GROUP BY statements the server's engine runs (the metrics' counts)."""
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if "GROUP BY" in statement.upper():
-            seen.append(statement)
-
-    engine = server.runtime.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 async def test_subscribers_share_one_set_of_queries_per_tick(
@@ -55,7 +35,7 @@ async def test_subscribers_share_one_set_of_queries_per_tick(
         # Every subscriber is live once it has its first snapshot.
         for ws in sockets:
             assert (await ws.field("m", within=PATIENCE))["tasksByStatus"]["PENDING"] == 1
-        with counting_group_bys(server) as statements:
+        with recorded(server, lambda s: "GROUP BY" in s.upper()) as statements:
             counting = time.monotonic()
             stamps = [
                 [(await ws.field("m", within=PATIENCE))["at"] for _ in range(ticks)]
