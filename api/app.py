@@ -45,9 +45,10 @@ def build_runtime(settings: Settings) -> Runtime:
     db = Database(settings.resolved_database_url)
     reads = ReadService(db)
     metrics = Metrics()
+    outbox = OutboxReader(db)
     bus = EventBus(
         settings.broadcast_url,
-        OutboxReader(db),
+        outbox,
         metrics,
         channel=settings.broadcast_channel,
         gap_check_interval=settings.gap_check_interval,
@@ -56,6 +57,7 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(
         settings=settings,
         db=db,
+        outbox=outbox,
         bus=bus,
         metrics=metrics,
         verifier=TokenVerifier(settings),

@@ -61,6 +61,19 @@ class Metrics:
         self.bus_reconnects = Counter(
             "mark1_bus_reconnects", "Times the bus listener reconnected", registry=self.registry
         )
+        self.bus_overflows = Counter(
+            "mark1_bus_inbox_overflows",
+            "Times broker messages were dropped because the inbox was full (every head is read)",
+            registry=self.registry,
+        )
+        self.bus_pending = Gauge(
+            "mark1_bus_pending",
+            "Bus work waiting, by queue (each bounded): inbox = broker messages, doorbells = "
+            "tenants named, held = own events not yet dispatched, reads = tenants being read",
+            ["queue"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
 
         # Per tenant as well, for `systemMetrics` (a tenant sees only its own volume).
         self._published_by_tenant: Counter_[str] = Counter_()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from api.auth.tokens import TokenVerifier
 from api.db.engine import Database
+from api.db.outbox import OutboxReader
 from api.events.bus import EventBus
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
@@ -21,6 +22,7 @@ from api.settings import Settings
 class Runtime:
     settings: Settings
     db: Database
+    outbox: OutboxReader
     bus: EventBus
     metrics: Metrics
     verifier: TokenVerifier
