@@ -42,8 +42,8 @@ class Overflowed(Exception):
 class Inbox:
     """A bounded queue of broker messages, read by the bus's one listener."""
 
-    def __init__(self, capacity: int = INBOX_CAPACITY) -> None:
-        self.capacity = capacity
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = INBOX_CAPACITY if capacity is None else capacity
         self._items: deque[Event] = deque()
         self._ready = asyncio.Event()
         self._overflowed = False
