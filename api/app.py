@@ -15,6 +15,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from api.auth.tokens import TokenVerifier
+from api.cluster.sockets import SocketSlots
+from api.cluster.store import ClusterStore
 from api.db.engine import Database
 from api.db.migrate import upgrade
 from api.db.outbox import OutboxReader
@@ -24,7 +26,7 @@ from api.http.ops import routes_for
 from api.jobs.sweeper import Sweeper
 from api.logging.context import RequestContext
 from api.metrics import Metrics
-from api.ratelimit import RateLimiter
+from api.ratelimit import MutationLimiter
 from api.runtime import Runtime
 from api.services.agents import AgentService
 from api.services.reads import ReadService
@@ -54,6 +56,11 @@ def build_runtime(settings: Settings) -> Runtime:
         gap_check_interval=settings.gap_check_interval,
     )
     uow = UnitOfWork(db, bus)
+    cluster = (
+        ClusterStore(settings.redis_url, heartbeat=settings.cluster_heartbeat)
+        if settings.redis_url
+        else None
+    )
     return Runtime(
         settings=settings,
         db=db,
@@ -61,7 +68,9 @@ def build_runtime(settings: Settings) -> Runtime:
         bus=bus,
         metrics=metrics,
         verifier=TokenVerifier(settings),
-        mutation_limiter=RateLimiter(settings.mutation_rate, settings.mutation_burst),
+        mutation_limiter=MutationLimiter(settings.mutation_rate, settings.mutation_burst, cluster),
+        sockets=SocketSlots(settings.max_sockets_per_subject, cluster),
+        cluster=cluster,
         reads=reads,
         tasks=TaskService(uow),
         agents=AgentService(
@@ -95,12 +104,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.auto_migrate:
             await upgrade(runtime.db)
         await runtime.bus.start()  # serves degraded, tailing the outbox, without the broker
+        if runtime.cluster is not None:  # serves degraded, per process, without Redis
+            await runtime.cluster.start(runtime.bus.install, runtime.metrics.figures)
+        elif not settings.broadcast_url.startswith("memory"):
+            log.info(
+                "rate limits, sockets per subject and systemMetrics are per process: "
+                "set MARK1_REDIS_URL to share them between processes"
+            )
         sweeper.start()
         try:
             yield
         finally:
             await sweeper.stop()
             await graphql.multiplexer.close()
+            if runtime.cluster is not None:
+                await runtime.cluster.stop()
             await runtime.bus.stop()
             await runtime.db.close()
 

@@ -98,6 +98,13 @@ class Metrics:
             for _ in range(count):
                 self.fanout_latency.observe(latency)
 
+    def figures(self) -> dict[str, int]:
+        """What this process shares with the others for ``systemMetrics`` (api/cluster/)."""
+        shared = {"c": self.value(self.sockets), "n": self.value(self.subscriptions)}
+        shared |= {f"p:{t}": n for t, n in self._published_by_tenant.items()}
+        shared |= {f"d:{t}": n for t, n in self._delivered_by_tenant.items()}
+        return shared
+
     def tenant_counts(self, tenant: str) -> tuple[int, int]:
         """Events published and delivered by this process for one tenant."""
         return self._published_by_tenant[tenant], self._delivered_by_tenant[tenant]
