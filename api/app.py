@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -25,7 +26,7 @@ from api.http.limits import BodyLimit
 from api.http.ops import routes_for
 from api.jobs.sweeper import Sweeper
 from api.logging.context import RequestContext
-from api.metrics import Metrics
+from api.metrics import MULTIPROCESS_DIR, Metrics
 from api.ratelimit import MutationLimiter
 from api.runtime import Runtime
 from api.services.agents import AgentService
@@ -46,7 +47,8 @@ def build_runtime(settings: Settings) -> Runtime:
 
     db = Database(settings.resolved_database_url)
     reads = ReadService(db)
-    metrics = Metrics()
+    # Set by `mark1 serve --workers N` (api/cli/server.py) before the workers start.
+    metrics = Metrics(os.environ.get(MULTIPROCESS_DIR))
     outbox = OutboxReader(db)
     bus = EventBus(
         settings.broadcast_url,
