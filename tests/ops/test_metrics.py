@@ -23,7 +23,7 @@ from tests.support.waiting import PATIENCE, until
 EVENTS = "subscription { events { id type occurredAt } }"
 CREATE = "mutation($title: String!) { createTask(input: {title: $title}) { id } }"
 SYSTEM_METRICS = """query { systemMetrics {
-    connections subscriptions eventsPublished eventsDelivered tasksByStatus } }"""
+    scope connections subscriptions eventsPublished eventsDelivered tasksByStatus } }"""
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -78,6 +78,7 @@ async def test_metrics_and_system_metrics_report_sockets_subscriptions_and_event
     assert graphql["eventsPublished"] == value(samples, "mark1_events_published_total")
     assert graphql["eventsDelivered"] == value(samples, "mark1_events_delivered_total")
     assert graphql["tasksByStatus"]["PENDING"] == 3
+    assert graphql["scope"] == "PROCESS"  # no MARK1_REDIS_URL: this process's counters
 
 
 async def test_closing_the_socket_brings_the_gauges_back_to_zero(
