@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -15,6 +16,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from api.auth.tokens import TokenVerifier
+from api.cluster.sockets import SocketSlots
+from api.cluster.store import ClusterStore
 from api.db.engine import Database
 from api.db.migrate import upgrade
 from api.db.outbox import OutboxReader
@@ -23,8 +26,8 @@ from api.http.limits import BodyLimit
 from api.http.ops import routes_for
 from api.jobs.sweeper import Sweeper
 from api.logging.context import RequestContext
-from api.metrics import Metrics
-from api.ratelimit import RateLimiter
+from api.metrics import MULTIPROCESS_DIR, Metrics
+from api.ratelimit import MutationLimiter
 from api.runtime import Runtime
 from api.services.agents import AgentService
 from api.services.reads import ReadService
@@ -44,22 +47,32 @@ def build_runtime(settings: Settings) -> Runtime:
 
     db = Database(settings.resolved_database_url)
     reads = ReadService(db)
-    metrics = Metrics()
+    # Set by `mark1 serve --workers N` (api/cli/server.py) before the workers start.
+    metrics = Metrics(os.environ.get(MULTIPROCESS_DIR))
+    outbox = OutboxReader(db)
     bus = EventBus(
         settings.broadcast_url,
-        OutboxReader(db),
+        outbox,
         metrics,
         channel=settings.broadcast_channel,
         gap_check_interval=settings.gap_check_interval,
     )
     uow = UnitOfWork(db, bus)
+    cluster = (
+        ClusterStore(settings.redis_url, heartbeat=settings.cluster_heartbeat)
+        if settings.redis_url
+        else None
+    )
     return Runtime(
         settings=settings,
         db=db,
+        outbox=outbox,
         bus=bus,
         metrics=metrics,
         verifier=TokenVerifier(settings),
-        mutation_limiter=RateLimiter(settings.mutation_rate, settings.mutation_burst),
+        mutation_limiter=MutationLimiter(settings.mutation_rate, settings.mutation_burst, cluster),
+        sockets=SocketSlots(settings.max_sockets_per_subject, cluster),
+        cluster=cluster,
         reads=reads,
         tasks=TaskService(uow),
         agents=AgentService(
@@ -93,12 +106,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.auto_migrate:
             await upgrade(runtime.db)
         await runtime.bus.start()  # serves degraded, tailing the outbox, without the broker
+        if runtime.cluster is not None:  # serves degraded, per process, without Redis
+            await runtime.cluster.start(runtime.bus.install, runtime.metrics.figures)
+        elif not settings.broadcast_url.startswith("memory"):
+            log.info(
+                "rate limits, sockets per subject and systemMetrics are per process: "
+                "set MARK1_REDIS_URL to share them between processes"
+            )
         sweeper.start()
         try:
             yield
         finally:
             await sweeper.stop()
             await graphql.multiplexer.close()
+            if runtime.cluster is not None:
+                await runtime.cluster.stop()
             await runtime.bus.stop()
             await runtime.db.close()
 

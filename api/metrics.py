@@ -1,30 +1,57 @@
-"""Process-wide counters, exported at /metrics and read back by ``systemMetrics``."""
+"""Process-wide counters, exported at /metrics and read back by ``systemMetrics``.
+
+With several workers (``mark1 serve --workers N``) a scrape reaches one of them,
+so ``serve`` runs prometheus_client's multiprocess mode: it sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start, each worker writes its
+samples to files there, and whichever worker answers a scrape sums them all
+(gauges of open sockets and subscriptions over the live workers only).
+"""
 
 from __future__ import annotations
 
+import os
 from collections import Counter as Counter_
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from api.clock import utcnow
 from api.domain import EventRecord
+
+# prometheus_client's own switch: read when it is imported, so set before workers start.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
     """One registry per app, so several apps in one process (tests) never collide."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess_dir = multiprocess_dir
         self.sockets = Gauge(
-            "mark1_websockets_open", "Open GraphQL WebSocket connections", registry=self.registry
+            "mark1_websockets_open",
+            "Open GraphQL WebSocket connections",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.subscriptions = Gauge(
-            "mark1_subscriptions_active", "Active subscription operations", registry=self.registry
+            "mark1_subscriptions_active",
+            "Active subscription operations",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.subscription_groups = Gauge(
             "mark1_subscription_groups",
             "Shared executions of multiplexed subscriptions (one per distinct operation)",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.events_published = Counter(
             "mark1_events_published", "Events committed and published", registry=self.registry
@@ -61,6 +88,19 @@ class Metrics:
         self.bus_reconnects = Counter(
             "mark1_bus_reconnects", "Times the bus listener reconnected", registry=self.registry
         )
+        self.bus_overflows = Counter(
+            "mark1_bus_inbox_overflows",
+            "Times broker messages were dropped because the inbox was full (every head is read)",
+            registry=self.registry,
+        )
+        self.bus_pending = Gauge(
+            "mark1_bus_pending",
+            "Bus work waiting, by queue (each bounded): inbox = broker messages, doorbells = "
+            "tenants named, held = own events not yet dispatched, reads = tenants being read",
+            ["queue"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
 
         # Per tenant as well, for `systemMetrics` (a tenant sees only its own volume).
         self._published_by_tenant: Counter_[str] = Counter_()
@@ -85,6 +125,22 @@ class Metrics:
             for _ in range(count):
                 self.fanout_latency.observe(latency)
 
+    def exposition(self) -> bytes:
+        """The Prometheus text of this process, or of every worker in multiprocess mode."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        _forget_dead_workers(self.multiprocess_dir)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def figures(self) -> dict[str, int]:
+        """What this process shares with the others for ``systemMetrics`` (api/cluster/)."""
+        shared = {"c": self.value(self.sockets), "n": self.value(self.subscriptions)}
+        shared |= {f"p:{t}": n for t, n in self._published_by_tenant.items()}
+        shared |= {f"d:{t}": n for t, n in self._delivered_by_tenant.items()}
+        return shared
+
     def tenant_counts(self, tenant: str) -> tuple[int, int]:
         """Events published and delivered by this process for one tenant."""
         return self._published_by_tenant[tenant], self._delivered_by_tenant[tenant]
@@ -100,3 +156,16 @@ class Metrics:
                 ):
                     return int(sample.value)
         return 0
+
+
+def _forget_dead_workers(path: str) -> None:
+    """Drop the live gauges of workers that died (uvicorn replaces them), so that their
+    last open-socket counts stop adding up; their counters stay, as counters do."""
+    for file in Path(path).glob("gauge_live*_*.db"):
+        pid = int(file.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, someone else's

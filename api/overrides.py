@@ -51,8 +51,9 @@ OVERRIDES: dict[str, Override] = {
         ">=0.3.1,<0.4",
         (
             "api/events/backends.py: RedisBackend.subscribe, _pubsub_listener, _ready, "
-            "_queue, _listener, _pubsub, _conn; PostgresBackend._conn, _listen_queue, _url; "
-            "the modules broadcaster._backends.* and broadcaster._base",
+            "_listener, _pubsub, _conn; PostgresBackend._conn, _listener, _url; "
+            "MemoryBackend._subscribed; the modules broadcaster._backends.* and "
+            "broadcaster._base",
         ),
     ),
 }

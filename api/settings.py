@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     broadcast_url: str = "memory://"
     broadcast_channel: str = Field(default="mark1_events", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # Where every process keeps what they share: token buckets, socket counts, counters
+    # (api/cluster/). Unset: limits and systemMetrics are per process.
+    redis_url: str | None = None
+    cluster_heartbeat: float = Field(default=2.0, gt=0)
     auto_migrate: bool = True
 
     jwt_secret: SecretStr | None = None
@@ -133,6 +137,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unsupported scheme {_scheme(value)!r}: use memory://, redis://host:6379/0 "
                 "(or rediss://) or postgres://user@host/db"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value is not None and value.partition("://")[0] not in ("redis", "rediss"):
+            raise ValueError(
+                f"unsupported scheme {_scheme(value)!r}: use redis://host:6379/0 (or rediss://)"
             )
         return value
 

@@ -29,7 +29,7 @@ class MutationRate(FieldExtension):
         raise NotImplementedError("mutations are async")
 
     async def resolve_async(self, next_: Any, source: Any, info: Info, **kwargs: Any) -> Any:
-        info.context.runtime.mutation_limiter.spend(info.context.principal.subject)
+        await info.context.runtime.mutation_limiter.spend(info.context.principal.subject)
         return await next_(source, info, **kwargs)
 
 

@@ -9,10 +9,10 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.clock import utcnow
+from api.cluster.figures import system_figures
 from api.db.events import EventQuery
 from api.domain import AgentStatus, Role, TaskStatus, WorkflowStatus
 from api.errors import BadUserInput
-from api.metrics import Metrics
 from api.runtime import Runtime
 from resolvers.context import Info
 from resolvers.permissions import CanRead, IsOperator
@@ -56,16 +56,17 @@ def _instant(value: datetime | None, field: str) -> datetime | None:
 
 
 async def system_metrics(runtime: Runtime, tenant: str) -> SystemMetrics:
-    """This process's counters and the tenant's tasks and agents by status (two GROUP BYs)."""
+    """The counters (this process's, or every process's with Redis) and the tenant's
+    tasks and agents by status (two GROUP BYs)."""
     tasks, agents = await runtime.reads.counts(tenant)
-    m = runtime.metrics
-    published, delivered = m.tenant_counts(tenant)
+    figures = await system_figures(runtime.metrics, runtime.cluster, tenant)
     return SystemMetrics(
         at=utcnow(),
-        connections=Metrics.value(m.sockets),
-        subscriptions=Metrics.value(m.subscriptions),
-        events_published=published,
-        events_delivered=delivered,
+        scope=figures.scope,
+        connections=figures.connections,
+        subscriptions=figures.subscriptions,
+        events_published=figures.events_published,
+        events_delivered=figures.events_delivered,
         tasks_by_status=cast(JSON, tasks),
         agents_by_status=cast(JSON, agents),
     )

@@ -14,6 +14,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types.nodes import SelectedField, Selection
 
+from api.cluster.figures import MetricsScope
 from api.db.paging import Page
 from api.domain import (
     AgentState,
@@ -32,6 +33,11 @@ from resolvers.context import Info
 # The domain enums are the GraphQL enums: registering them keeps one definition.
 for _enum in (AgentStatus, EventType, Role, TaskStatus, WorkflowStatus):
     strawberry.enum(_enum)
+strawberry.enum(
+    MetricsScope,
+    description="What systemMetrics' counters cover: the process that answered, or every "
+    "live process sharing MARK1_REDIS_URL (others as of their last heartbeat).",
+)
 
 _EMPTY = Snapshots()
 
@@ -247,6 +253,7 @@ class WorkflowProgress:
 @strawberry.type
 class SystemMetrics:
     at: datetime
+    scope: MetricsScope
     connections: int
     subscriptions: int
     events_published: int

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -12,6 +18,7 @@ from api.cli.configuration import refuse
 from api.cli.deployment import refusal
 from api.logging.config import log_config
 from api.logging.redaction import REDACTED, RedactSecrets, redact
+from api.metrics import MULTIPROCESS_DIR
 from api.settings import Settings
 
 # Re-exported: redaction lived here before it moved to api/logging/.
@@ -61,7 +68,30 @@ def run_server(settings: Settings) -> None:
     log.info("Mark-1 Realtime on http://%s:%s/graphql", settings.host, settings.port)
     server = uvicorn.Server(config)
     if settings.workers > 1:
-        sock = config.bind_socket()
-        Multiprocess(config, sockets=[sock]).run()
+        with _multiprocess_metrics():
+            sock = config.bind_socket()
+            Multiprocess(config, sockets=[sock]).run()
     else:
         server.run()
+
+
+@contextlib.contextmanager
+def _multiprocess_metrics() -> Iterator[None]:
+    """Have every worker's samples summed in each scrape (api/metrics.py).
+
+    The operator's PROMETHEUS_MULTIPROC_DIR is used when set, emptied of the last
+    run's samples (prometheus_client's rule); else a directory of our own, removed
+    at exit. Workers inherit the variable when they start.
+    """
+    given = os.environ.get(MULTIPROCESS_DIR)
+    path = Path(given) if given else Path(tempfile.mkdtemp(prefix="mark1-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIR] = str(path)
+    try:
+        yield
+    finally:
+        if not given:
+            shutil.rmtree(path, ignore_errors=True)
+            os.environ.pop(MULTIPROCESS_DIR, None)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Mapping
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, text
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from api.db.engine import Database
@@ -21,6 +23,9 @@ class OutboxReader:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Test hook: seconds the database spends before each read of these tenants'
+        # events, to show that one tenant's slow read holds up no other tenant.
+        self.slow_tenants: dict[str, float] = {}
 
     async def install_id(self) -> str:
         """The id every process of this install shares: a row the migrations created."""
@@ -50,6 +55,8 @@ class OutboxReader:
         items = list(ranges.items())
         found: list[EventRecord] = []
         async with self._db.session() as s:
+            if self.slow_tenants:
+                await _linger(s, max(self.slow_tenants.get(t, 0.0) for t in ranges))
             for start in range(0, len(items), _TENANTS_PER_QUERY):
                 chunk = items[start : start + _TENANTS_PER_QUERY]
                 where = or_(
@@ -67,3 +74,14 @@ class OutboxReader:
                 )
                 found += [event_record(row) for row in (await s.execute(stmt)).scalars()]
         return found
+
+
+async def _linger(s: AsyncSession, seconds: float) -> None:
+    """Hold the session's connection busy for ``seconds``: the database sleeps (PostgreSQL)."""
+    if seconds <= 0:
+        return
+    if s.get_bind().dialect.name == "postgresql":
+        await s.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
+    else:
+        await s.execute(text("SELECT 1"))
+        await asyncio.sleep(seconds)

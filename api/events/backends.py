@@ -4,11 +4,18 @@ The bus only needs: connect, subscribe to one channel, publish, and
 ``next_published`` that *raises* when the connection is lost (broadcaster's
 own listeners die silently), so the supervisor can reconnect. Messages are
 small doorbells (api/events/codec.py), so no payload limit applies here.
+
+Every backend queues what the broker sends in an ``Inbox`` of fixed size
+(broadcaster's queues are unbounded): a flood of messages, or a listener held
+up, never grows the process. What does not fit is dropped and reported as
+``Overflowed``; the bus then reads every tenant's head from the outbox, which
+holds all the events the dropped doorbells named.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any
 
 from broadcaster._backends.base import BroadcastBackend
@@ -20,19 +27,78 @@ from broadcaster._base import Event
 # How the bus's PostgreSQL connections name themselves in pg_stat_activity.
 LISTEN_APPLICATION = "mark1-bus-listen"
 NOTIFY_APPLICATION = "mark1-bus-notify"
+# Broker messages waiting for the bus's listener, per process.
+INBOX_CAPACITY = 10_000
 
 
 class BackendLost(Exception):
     """The backend connection dropped; the listener must reconnect."""
 
 
-class _Failure:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
+class Overflowed(Exception):
+    """Messages were dropped because the inbox was full; the outbox has their events."""
+
+
+class Inbox:
+    """A bounded queue of broker messages, read by the bus's one listener."""
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = INBOX_CAPACITY if capacity is None else capacity
+        self._items: deque[Event] = deque()
+        self._ready = asyncio.Event()
+        self._overflowed = False
+        self._failure: BaseException | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, event: Event) -> None:
+        """Queue a message, or drop it when full; never waits (the broker's reader must not)."""
+        if len(self._items) >= self.capacity:
+            self._overflowed = True
+        else:
+            self._items.append(event)
+        self._ready.set()
+
+    def fail(self, error: BaseException) -> None:
+        """The connection is gone: ``get`` raises BackendLost once the queue is drained."""
+        self._failure = error
+        self._ready.set()
+
+    async def get(self) -> Event:
+        """The next message; Overflowed once after a drop, BackendLost after a failure."""
+        while True:
+            if self._overflowed:
+                self._overflowed = False
+                raise Overflowed
+            if self._items:
+                return self._items.popleft()
+            if self._failure is not None:
+                raise BackendLost(str(self._failure) or type(self._failure).__name__)
+            self._ready.clear()
+            await self._ready.wait()
+
+
+class BoundedMemoryBackend(MemoryBackend):
+    """The in-process bus, through an inbox rather than an unbounded queue."""
+
+    async def connect(self) -> None:
+        self.inbox = Inbox()
+
+    async def publish(self, channel: str, message: Any) -> None:
+        if channel in self._subscribed:
+            self.inbox.put(Event(channel=channel, message=message))
+
+    async def next_published(self) -> Event:
+        return await self.inbox.get()
 
 
 class SupervisedRedisBackend(RedisBackend):
     """Redis pub/sub that subscribes before it listens and reports a dropped connection."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.inbox = Inbox()
 
     async def subscribe(self, channel: str) -> None:
         # broadcaster 0.3.1 sets the ready flag before SUBSCRIBE completes, so
@@ -42,17 +108,21 @@ class SupervisedRedisBackend(RedisBackend):
         self._ready.set()
 
     async def _pubsub_listener(self) -> None:
+        # Replaces broadcaster's, which awaits an unbounded queue and dies silently.
         try:
-            await super()._pubsub_listener()
+            await self._ready.wait()
+            async for message in self._pubsub.listen():
+                if message["type"] == "message":
+                    self.inbox.put(
+                        Event(channel=message["channel"].decode(), message=message["data"].decode())
+                    )
+            raise BackendLost("the pub/sub connection stopped listening")
         except Exception as exc:
-            self._queue.put_nowait(_Failure(exc))  # type: ignore[arg-type]
+            self.inbox.fail(exc)
             raise
 
     async def next_published(self) -> Event:
-        item: Any = await self._queue.get()
-        if isinstance(item, _Failure):
-            raise BackendLost(str(item.error)) from item.error
-        return item  # type: ignore[no-any-return]
+        return await self.inbox.get()
 
     async def disconnect(self) -> None:
         if self._listener is not None:
@@ -69,7 +139,7 @@ class SupervisedPostgresBackend(PostgresBackend):
     async def connect(self) -> None:
         import asyncpg
 
-        self._listen_queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.inbox = Inbox()
         self._conn = await asyncpg.connect(
             self._url, server_settings={"application_name": LISTEN_APPLICATION}
         )
@@ -81,17 +151,18 @@ class SupervisedPostgresBackend(PostgresBackend):
             server_settings={"application_name": NOTIFY_APPLICATION},
         )
 
+    def _listener(self, *args: Any) -> None:
+        _connection, _pid, channel, payload = args
+        self.inbox.put(Event(channel=channel, message=payload))
+
     def _on_terminated(self, _conn: Any) -> None:
-        self._listen_queue.put_nowait(_Failure(ConnectionError("LISTEN connection lost")))  # type: ignore[arg-type]
+        self.inbox.fail(ConnectionError("LISTEN connection lost"))
 
     async def publish(self, channel: str, message: str) -> None:
         await self._pool.execute("SELECT pg_notify($1, $2);", channel, message)
 
     async def next_published(self) -> Event:
-        item: Any = await self._listen_queue.get()
-        if isinstance(item, _Failure):
-            raise BackendLost(str(item.error))
-        return item  # type: ignore[no-any-return]
+        return await self.inbox.get()
 
     async def disconnect(self) -> None:
         # Also called on a connect that failed half-way, so either may be missing.
@@ -106,11 +177,17 @@ class SupervisedPostgresBackend(PostgresBackend):
             conn.terminate()
 
 
+def pending(backend: BroadcastBackend | None) -> int:
+    """Messages waiting in a backend's inbox (0 for one without)."""
+    inbox = getattr(backend, "inbox", None)
+    return len(inbox) if isinstance(inbox, Inbox) else 0
+
+
 def make_backend(url: str) -> BroadcastBackend:
     """The backend for a ``MARK1_BROADCAST_URL``."""
     scheme = url.split("://", 1)[0]
     if scheme == "memory":
-        return MemoryBackend(url)
+        return BoundedMemoryBackend(url)
     if scheme in ("redis", "rediss"):
         return SupervisedRedisBackend(url)
     if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):

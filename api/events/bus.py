@@ -11,7 +11,19 @@ and installs sharing a channel ignore each other.
 Every ``gap_check_interval`` the process also reads every tenant's head,
 whether the broker is up or not: that catches a lost doorbell, and while the
 broker is down (or stalled) it is the outbox tailing that keeps subscribers
-fed. One task dispatches, so subscribers get every event, once, in id order.
+fed.
+
+No tenant waits for another: one task reads the heads, and each tenant with
+events to fetch gets a reader of its own (at most ``max_reads`` at a time), so
+a gap fill or a slow read for one tenant holds up no other tenant's fan-out.
+Each tenant's events are dispatched in id order, once: an event goes out only
+when its id is above the tenant's last dispatched id.
+
+Every queue between the broker and the subscribers has a fixed bound: the
+backend's inbox, the tenants doorbells named, this process's own events held
+for dispatch, one pending read per tenant, each subscriber's buffer. What
+would not fit is dropped and read back from the outbox (the truth), so a
+stalled database or a flood of messages leaves the process's memory bounded.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from broadcaster._backends.base import BroadcastBackend
 
 from api.domain import EventRecord
 from api.events.announcer import Announcer
-from api.events.backends import BackendLost, make_backend
+from api.events.backends import BackendLost, Overflowed, make_backend, pending
 from api.events.codec import Doorbell, decode, encode
 from api.events.subscriber import Predicate, Subscriber
 from api.metrics import Metrics
@@ -40,6 +52,8 @@ _READ_BATCH = 500
 _MAX_HINTS = 10_000
 # Own events held until dispatched; beyond it they are read back from the outbox.
 _MAX_RECENT = 10_000
+# Tenants whose events are being read at once (each read is one tenant's).
+_MAX_READS = 8
 
 Health = Literal["ok", "degraded"]
 
@@ -68,6 +82,7 @@ class EventBus:
         publish_timeout: float = 1.0,
         connect_timeout: float = 5.0,
         backend_factory: Callable[[str], BroadcastBackend] = make_backend,
+        max_reads: int = _MAX_READS,
     ) -> None:
         self.url = url
         self.channel = channel
@@ -86,6 +101,10 @@ class EventBus:
         self._recent: dict[str, dict[int, EventRecord]] = {}
         self._recent_count = 0
         self._read_all_heads = True
+        # Per tenant with subscribers and events to fetch: the head to read up to, its reader.
+        self._wanted: dict[str, int] = {}
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._reads = asyncio.Semaphore(max_reads)
         self._wake = asyncio.Event()
         self._connected = asyncio.Event()
         self._announcer = Announcer(self._ring, metrics, timeout=publish_timeout)
@@ -111,12 +130,14 @@ class EventBus:
             asyncio.create_task(self._listen(), name="mark1-bus-listener"),
             asyncio.create_task(self._pump(), name="mark1-bus-pump"),
             asyncio.create_task(self._announcer.run(), name="mark1-bus-announcer"),
+            asyncio.create_task(self._watch(), name="mark1-bus-watch"),
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._readers.values()]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
@@ -218,6 +239,23 @@ class EventBus:
     def last_seen(self, tenant: str) -> int:
         return self._last_seen.get(tenant, 0)
 
+    def backlog(self) -> dict[str, int]:
+        """What waits between the broker and the subscribers, by queue; each is bounded."""
+        return {
+            "inbox": pending(self._backend),
+            "doorbells": len(self._hinted),
+            "held": self._recent_count,
+            "reads": len(self._readers),
+        }
+
+    async def _watch(self) -> None:
+        """Report the backlog as gauges, also while the database or the loop is stalled."""
+        gauge = self._metrics.bus_pending
+        while True:
+            for queue, size in self.backlog().items():
+                gauge.labels(queue).set(size)
+            await asyncio.sleep(min(self._gap_check_interval, 1.0))
+
     # -- listening -------------------------------------------------------
 
     async def _listen(self) -> None:
@@ -235,7 +273,14 @@ class EventBus:
                 backoff = 0.1
                 assert self._backend is not None
                 while True:
-                    message = await self._backend.next_published()
+                    try:
+                        message = await self._backend.next_published()
+                    except Overflowed:
+                        # Doorbells were dropped: every head tells what they said.
+                        self._metrics.bus_overflows.inc()
+                        self._read_all_heads = True
+                        self._wake.set()
+                        continue
                     self._note(decode(message.message))
             except asyncio.CancelledError:
                 raise
@@ -266,7 +311,7 @@ class EventBus:
     # -- delivering ------------------------------------------------------
 
     async def _pump(self) -> None:
-        """The one task that dispatches: on a doorbell, and every gap_check_interval."""
+        """The one task that reads heads: on a doorbell, and every gap_check_interval."""
         loop = asyncio.get_running_loop()
         next_check = loop.time() + self._gap_check_interval
         while True:
@@ -301,28 +346,47 @@ class EventBus:
             if not wanted:
                 return
             heads = await self._outbox.heads(wanted)
-        ranges: dict[str, tuple[int, int]] = {}
         for tenant, head in heads.items():
-            last = self._last_seen.get(tenant, 0)
-            if head <= last:
+            if head <= self._last_seen.get(tenant, 0):
                 continue
             if tenant not in self._subscribers:
                 self._advance(tenant, head)  # nobody here to read them for
                 continue
-            ranges[tenant] = (last, min(head, last + _READ_BATCH))
-            if head > last + _READ_BATCH:
-                self._hinted[tenant] = head
-                self._wake.set()
-        if not ranges:
-            return
-        records = await self._outbox.events_in(ranges)
-        self._metrics.gaps_filled.inc(len(records))
-        for record in records:
-            if record.id > self._last_seen.get(record.tenant, 0):
-                self._dispatch(record)
-        for tenant, (_, upto) in ranges.items():
-            # Ids up to a committed head that the read did not return are gone for good.
-            self._advance(tenant, upto)
+            self._want(tenant, head)
+
+    def _want(self, tenant: str, head: int) -> None:
+        """Have ``tenant``'s events up to its committed ``head`` read, by its own reader."""
+        self._wanted[tenant] = max(self._wanted.get(tenant, 0), head)
+        if tenant not in self._readers:
+            self._readers[tenant] = asyncio.create_task(self._read(tenant), name="mark1-bus-reader")
+
+    async def _read(self, tenant: str) -> None:
+        """Read and dispatch one tenant's events up to the head it was told, in batches."""
+        try:
+            while tenant in self._subscribers:
+                last = self._last_seen.get(tenant, 0)
+                head = self._wanted.get(tenant, 0)
+                if head <= last:
+                    return
+                upto = min(head, last + _READ_BATCH)
+                async with self._reads:
+                    records = await self._outbox.events_in({tenant: (last, upto)})
+                self._metrics.gaps_filled.inc(len(records))
+                for record in records:
+                    if record.id > self._last_seen.get(tenant, 0):
+                        self._dispatch(record)
+                # Ids up to a committed head that the read did not return are gone for good.
+                self._advance(tenant, upto)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The next head check starts a new reader; until then, no retry storm.
+            log.warning("bus could not read the outbox: %s", _describe(exc))
+            self._read_all_heads = True
+            await asyncio.sleep(min(self._gap_check_interval, 1.0))
+        finally:
+            del self._readers[tenant]
+            self._wanted.pop(tenant, None)
 
     def _dispatch_recent(self, tenant: str) -> bool:
         """Dispatch this process's own events of ``tenant`` if none is missing before them."""

@@ -69,6 +69,13 @@ class EventType(StrEnum):
     WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
 
 
+class MetricsScope(StrEnum):
+    """What systemMetrics' counters cover: one process, or every process sharing Redis."""
+
+    PROCESS = "PROCESS"
+    CLUSTER = "CLUSTER"
+
+
 # -- links: just enough of an entity to follow it ----------------------------
 
 
@@ -219,6 +226,7 @@ class AgentRegistration:
 class SystemMetrics:
     typename: ClassVar[str] = "SystemMetrics"
     at: datetime
+    scope: MetricsScope
     connections: int
     subscriptions: int
     events_published: int
@@ -282,4 +290,11 @@ OUTPUT_TYPES: tuple[type, ...] = (
     SystemMetrics,
 )
 INPUT_TYPES: tuple[type, ...] = (EventFilter, WorkflowStepInput)
-ENUMS: tuple[type[StrEnum], ...] = (TaskStatus, AgentStatus, WorkflowStatus, Role, EventType)
+ENUMS: tuple[type[StrEnum], ...] = (
+    TaskStatus,
+    AgentStatus,
+    WorkflowStatus,
+    Role,
+    EventType,
+    MetricsScope,
+)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from enum import IntEnum
 from typing import Any
@@ -94,7 +93,6 @@ class SocketPolicy:
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._sockets_by_subject: Counter[str] = Counter()
 
     async def admit(self, context: Context) -> dict[str, Any]:
         """Authenticate ``connection_init``; the result is the ``connection_ack`` payload.
@@ -122,11 +120,9 @@ class SocketPolicy:
             # The legacy protocol lets a client send connection_init again; counting the
             # socket twice would leak a slot of MAX_SOCKETS_PER_SUBJECT for good.
             raise ConnectionRejectionError({"message": "Already initialised"})
-        limit = self._runtime.settings.max_sockets_per_subject
-        if self._sockets_by_subject[principal.subject] >= limit:
+        if not await self._runtime.sockets.take(principal.subject):
             raise ConnectionRejectionError({"message": "Too many sockets for this subject"})
         context.principal_or_none = principal
-        self._sockets_by_subject[principal.subject] += 1
         socket.state.mark1_expiry = asyncio.create_task(_close_at_expiry(socket, principal))
         socket.state.mark1_subject = principal.subject
         return {"tenant": principal.tenant}
@@ -147,9 +143,7 @@ class SocketPolicy:
                     await expiry
             subject = getattr(socket.state, "mark1_subject", None)
             if subject is not None:
-                self._sockets_by_subject[subject] -= 1
-                if self._sockets_by_subject[subject] <= 0:
-                    del self._sockets_by_subject[subject]
+                self._runtime.sockets.give_back(subject)
 
 
 async def _close_at_expiry(socket: WebSocket, principal: Principal) -> None:

@@ -57,6 +57,11 @@ MISTAKES = {
         ("MARK1_BROADCAST_URL",),
         "hunter2-bus",
     ),
+    "a Redis URL that is not redis://": Mistake(
+        {"MARK1_REDIS_URL": "memcached://ops:hunter2-redis@cache:11211"},
+        ("MARK1_REDIS_URL",),
+        "hunter2-redis",
+    ),
     "OFFLINE_AFTER below HEARTBEAT_TIMEOUT": Mistake(
         {"MARK1_HEARTBEAT_TIMEOUT": "30", "MARK1_OFFLINE_AFTER": "10"},
         ("MARK1_OFFLINE_AFTER", "MARK1_HEARTBEAT_TIMEOUT"),

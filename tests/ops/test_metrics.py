@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from api.metrics import Metrics
+from api.cli.server import _multiprocess_metrics
+from api.metrics import MULTIPROCESS_DIR, Metrics
 from api.settings import Settings
 from tests.support.graphql import WSClient, data, gql
 from tests.support.server import LiveServer, live_server
@@ -19,7 +23,7 @@ from tests.support.waiting import PATIENCE, until
 EVENTS = "subscription { events { id type occurredAt } }"
 CREATE = "mutation($title: String!) { createTask(input: {title: $title}) { id } }"
 SYSTEM_METRICS = """query { systemMetrics {
-    connections subscriptions eventsPublished eventsDelivered tasksByStatus } }"""
+    scope connections subscriptions eventsPublished eventsDelivered tasksByStatus } }"""
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -74,6 +78,7 @@ async def test_metrics_and_system_metrics_report_sockets_subscriptions_and_event
     assert graphql["eventsPublished"] == value(samples, "mark1_events_published_total")
     assert graphql["eventsDelivered"] == value(samples, "mark1_events_delivered_total")
     assert graphql["tasksByStatus"]["PENDING"] == 3
+    assert graphql["scope"] == "PROCESS"  # no MARK1_REDIS_URL: this process's counters
 
 
 async def test_closing_the_socket_brings_the_gauges_back_to_zero(
@@ -141,3 +146,28 @@ async def test_metrics_token_locks_the_endpoint_when_set(settings: Settings) -> 
 
     assert (refused.status_code, wrong.status_code) == (401, 401)
     assert value(samples, "mark1_websockets_open") == 0
+
+
+def test_serve_with_workers_keeps_their_samples_in_a_directory_it_removes_at_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(MULTIPROCESS_DIR, raising=False)
+    with _multiprocess_metrics():
+        path = Path(os.environ[MULTIPROCESS_DIR])
+        assert path.is_dir()
+    assert not path.exists()
+    assert MULTIPROCESS_DIR not in os.environ
+
+
+def test_serve_with_workers_empties_the_operators_directory_of_a_past_runs_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale, other = tmp_path / "counter_4242.db", tmp_path / "README"
+    stale.write_bytes(b"\0" * 8)
+    other.write_text("kept")
+    monkeypatch.setenv(MULTIPROCESS_DIR, str(tmp_path))
+    with _multiprocess_metrics():
+        assert os.environ[MULTIPROCESS_DIR] == str(tmp_path)
+        assert not stale.exists()
+    assert other.read_text() == "kept"
+    assert os.environ[MULTIPROCESS_DIR] == str(tmp_path)

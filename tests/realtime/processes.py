@@ -79,11 +79,13 @@ def serve_clusters(
     size: int,
     database_url: str,
     work_dir: Path,
+    environ: dict[str, str] | None = None,
     **extra: str,
 ) -> Iterator[dict[str, list[Process]]]:
     """For each named broadcast URL, ``size`` server processes sharing it and the database.
 
-    Every cluster gets a channel of its own; all processes start at once.
+    Every cluster gets a channel of its own; all processes start at once. ``extra``
+    are settings (``MARK1_`` prefixed for them), ``environ`` other variables.
     """
     settings = Settings(_env_file=None, jwt_secret=TEST_SECRET)
     base = {k: v for k, v in os.environ.items() if not k.startswith("MARK1_")}
@@ -92,6 +94,7 @@ def serve_clusters(
         MARK1_JWT_SECRET=TEST_SECRET,
         MARK1_DATABASE_URL=database_url,
         **{f"MARK1_{k.upper()}": v for k, v in extra.items()},
+        **(environ or {}),
     )
     clusters: dict[str, list[Process]] = {}
     logs = contextlib.ExitStack()

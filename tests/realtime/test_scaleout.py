@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from api.settings import Settings
 from tests.realtime.activity import Tenant, on_server
 from tests.realtime.conftest import serving, subscribed
 from tests.realtime.processes import Process, RedisServer, serve_clusters
-from tests.realtime.wire import ProtocolError, Socket
+from tests.realtime.wire import Socket
 from tests.support import databases
 from tests.support.waiting import PATIENCE, until
 
@@ -160,66 +160,108 @@ async def _redis_listeners() -> int:
     return sum(1 for name in names if name.endswith("_pubsub_listener"))
 
 
-@pytest.fixture
-def workers_database() -> Iterator[str]:
+@dataclass
+class Workers:
+    """One `mark1 serve --workers 2` on PostgreSQL and Redis, and where its workers
+    write their metrics samples (set by the test, as an operator may)."""
+
+    server: Process
+    samples: Path
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
     databases.require("PostgreSQL", databases.postgres_reachable())
     databases.require("Redis", databases.redis_reachable())
     url, name = databases.create_pg_database()
+    work_dir = tmp_path_factory.mktemp("workers")
+    samples = work_dir / "metrics"
     try:
-        yield url
+        with serve_clusters(
+            {"redis": databases.REDIS_URL},
+            size=1,
+            database_url=url,
+            work_dir=work_dir,
+            environ={"PROMETHEUS_MULTIPROC_DIR": str(samples)},
+            workers="2",
+        ) as running:
+            (server,) = running["redis"]
+            yield Workers(server, samples)
     finally:
         databases.drop_pg_database(name)
 
 
+async def _both_started(server: Process) -> None:
+    # /readyz answered from one worker; under load the other may still be starting.
+    await until(
+        lambda: server.output().count("Application startup complete") == 2,
+        what="both workers started",
+    )
+
+
 async def test_serve_with_two_workers_fans_out_to_sockets_on_every_worker(
-    workers_database: str, tmp_path: Path, tenant: str
+    two_workers: Workers, tenant: str
 ) -> None:
     """`mark1 serve --workers 2` on a shared bus: every socket, whichever worker took it,
     gets the change."""
-    with serve_clusters(
-        {"redis": databases.REDIS_URL},
-        size=1,
-        database_url=workers_database,
-        work_dir=tmp_path,
-        workers="2",
-    ) as running:
-        (server,) = running["redis"]
-        # /readyz answered from one worker; under load the other may still be starting.
-        await until(
-            lambda: server.output().count("Application startup complete") == 2,
-            what="both workers started",
-        )
-        viewer = server.token("VIEWER", tenant=tenant)
-        sockets = [await Socket.open(server.ws_url, viewer) for _ in range(6)]
-        try:
-            for socket in sockets:
-                await socket.subscribe("tasks", TASKS)
-            writer = Tenant(_Peer(server), tenant)  # type: ignore[arg-type]
-            await _until_every_socket_is_live(writer, sockets)
-            await writer.create_task("two workers")
-            for socket in sockets:
-                got = await socket.field("tasks")
-                while got["title"] == "probe":
-                    got = await socket.field("tasks")
-                assert got == {"title": "two workers", "status": "PENDING"}
-        finally:
-            for socket in sockets:
-                await socket.close()
-        assert server.output().count("Application startup complete") == 2
+    server = two_workers.server
+    await _both_started(server)
+    viewer = server.token("VIEWER", tenant=tenant)
+    sockets = [await Socket.open(server.ws_url, viewer) for _ in range(6)]
+    try:
+        for socket in sockets:
+            await socket.subscribe("tasks", TASKS)
+        # A scrape sums the workers' gauges, so it shows all six live on either worker.
+        await _until_subscribed(server, 6)
+        writer = Tenant(_Peer(server), tenant)  # type: ignore[arg-type]
+        await writer.create_task("two workers")
+        for socket in sockets:
+            assert await socket.field("tasks") == {"title": "two workers", "status": "PENDING"}
+    finally:
+        for socket in sockets:
+            await socket.close()
+    assert server.output().count("Application startup complete") == 2
 
 
-async def _until_every_socket_is_live(writer: Tenant, sockets: list[Socket]) -> None:
-    """Each worker's gauge is its own and a scrape reaches either one, so readiness is
-    shown by delivery: probe tasks until every socket has received one."""
-    waiting = list(sockets)
+async def test_a_scrape_with_two_workers_counts_the_events_both_workers_published(
+    two_workers: Workers, tenant: str
+) -> None:
+    """`mark1 serve --workers 2`: whichever worker answers /metrics sums every worker's."""
+    server, samples = two_workers.server, two_workers.samples
+    await _both_started(server)
+    writer = Tenant(_Peer(server), tenant)  # type: ignore[arg-type]
+    before = sum(_published_by_worker(samples).values())
+    created = 0
     deadline = asyncio.get_running_loop().time() + PATIENCE
-    while waiting:
-        assert asyncio.get_running_loop().time() < deadline, f"{len(waiting)} never went live"
-        await writer.create_task("probe")
-        for socket in list(waiting):
-            with contextlib.suppress(ProtocolError):
-                await socket.field("tasks", within=0.5)
-                waiting.remove(socket)
+    # Each mutation on a connection of its own, a few at once: the kernel hands each
+    # to whichever worker accepts first, until both have published some here.
+    while True:
+        by_worker = _published_by_worker(samples)
+        if created and len([n for n in by_worker.values() if n]) == 2:
+            break
+        assert asyncio.get_running_loop().time() < deadline, by_worker
+        await asyncio.gather(*(writer.create_task(f"w{i}") for i in range(4)))
+        created += 4
+    scraped = [await server.gauge("mark1_events_published_total") for _ in range(4)]
+
+    assert sum(by_worker.values()) == before + created
+    assert scraped == [before + created] * 4
+
+
+def _published_by_worker(samples: Path) -> dict[str, float]:
+    """Each worker's own count of events published, from the file it writes."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    counts = {}
+    for file in samples.glob("counter_*.db"):
+        families = MultiProcessCollector.merge([str(file)], accumulate=False)  # type: ignore[no-untyped-call]
+        counts[file.stem] = sum(
+            s.value
+            for family in families
+            for s in family.samples
+            if s.name == "mark1_events_published_total"
+        )
+    return counts
 
 
 def test_serve_refuses_several_workers_on_the_in_memory_bus(tmp_path: Path) -> None:
