@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,10 +22,12 @@ from api.settings import Settings
 from resolvers.schema import CACHEABLE_DOCUMENT, STATS
 from resolvers.transport.persisted import PersistedDocuments
 from tests.realtime.wire import PROTOCOLS, Protocol, Socket
+from tests.support.databases import IN_CI
 from tests.support.server import LiveServer, live_server, make_settings
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 URL = "/graphql"
+CLIENTS = Path(__file__).resolve().parents[1] / "clients"
 
 
 @pytest.fixture(scope="module")
@@ -258,3 +264,50 @@ def test_a_document_id_must_be_a_non_empty_string() -> None:
     for bad in ("", 42):
         with pytest.raises(BadUserInput):
             documents.document(query=None, extensions=None, document_id=bad)
+
+
+def test_apollo_clients_persisted_query_link_does_the_round_trip(server: LiveServer) -> None:
+    """Apollo Client's own PersistedQueryLink, over its HttpLink, in node."""
+    node = shutil.which("node")
+    if node is None or not (CLIENTS / "node_modules" / "@apollo" / "client").is_dir():
+        reason = "node or tests/clients/node_modules is missing (npm ci --prefix tests/clients)"
+        if IN_CI:
+            pytest.fail(f"{reason}, and CI=true requires it")
+        pytest.skip(reason)
+    suffix = uuid.uuid4().hex
+    run = subprocess.run(
+        [node, "apollo-persisted-queries.mjs"],
+        cwd=CLIENTS,
+        env={
+            **os.environ,
+            "MARK1_URL": server.url,
+            "MARK1_TOKEN": server.token("OPERATOR", sub="apollo"),
+            "MARK1_SUFFIX": suffix,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
+    requests = [
+        (r["method"], r["query"], r["hash"] is not None, r["code"])
+        for line in lines
+        if (r := line.get("request"))
+    ]
+    results = [line["result"] for line in lines if "result" in line]
+
+    miss = ("POST", False, True, "PERSISTED_QUERY_NOT_FOUND")
+    register = ("POST", True, True, None)
+    hit = ("POST", False, True, None)
+    assert requests == [
+        miss,  # Me: the hash alone; unknown
+        register,  # Me again, with its text
+        miss,  # Create: likewise
+        register,
+        hit,  # Create's second call: the hash alone is enough now
+        ("GET", False, True, None),  # another client: Me as a GET with the hash alone
+    ], lines
+    assert results[0] == results[3] == {"me": {"__typename": "Viewer", "subject": "apollo"}}
+    assert results[1]["createTask"]["title"] == f"apq {suffix}"
+    assert results[2]["createTask"]["title"] == f"apq again {suffix}"
