@@ -10,8 +10,10 @@ coercion failed). application/json stays 200 (GraphQL over HTTP, "Legacy
 watershed"). ``create_response`` then writes the negotiated Content-Type.
 Before any of that, ``parse_http_body`` swaps a persisted document's hash or
 ``documentId`` for its text (persisted.py); a refused document is answered in
-``run`` with its error alone: 200 for application/json, else 404 when the hash
-is unknown (PERSISTED_QUERY_NOT_FOUND, as Apollo Server answers) and 400.
+``run`` with its error alone: 400 for application/graphql-response+json, 200
+otherwise and always for PERSISTED_QUERY_NOT_FOUND, a step of the APQ round
+trip rather than a failure (a browser logs every 4xx as an error, and Apollo
+Client 3 turns persisted queries off for good on a 400).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         status, media_type = 200, "application/json"
         if GRAPHQL_RESPONSE in request.headers.get("accept", ""):
             media_type = GRAPHQL_RESPONSE
-            status = 404 if isinstance(error, PersistedQueryNotFound) else 400
+            status = 200 if isinstance(error, PersistedQueryNotFound) else 400
         return Response(
             self.encode_json({"errors": [refusal(error)]}), status, media_type=media_type
         )

@@ -21,7 +21,9 @@ Two modes:
   PERSISTED_QUERY_NOT_ALLOWED. Nothing is ever added.
 
 A request with a ``query`` is judged by that text (and its APQ hash, if any);
-``documentId`` names the document only when there is no ``query``.
+``documentId`` names the document only when there is no ``query``. An empty
+``query`` beside a hash or ``documentId`` counts as none: graphql-ws clients
+must send a string (its client validates ``subscribe`` messages).
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ class PersistedDocuments:
         if not isinstance(extensions, Mapping):
             extensions = {}
         apq = _apq_hash(extensions.get("persistedQuery"))
+        if query == "" and (apq is not None or document_id is not None):
+            query = None
         if isinstance(query, str):
             return self._with_text(query, apq)
         if query is not None:

@@ -120,13 +120,14 @@ async def test_get_round_trip_with_variables_and_operation_name(
     assert counts() == before
 
 
-async def test_graphql_response_json_gets_404_for_an_unknown_hash_and_400_for_a_bad_one(
+async def test_graphql_response_json_gets_200_for_an_unknown_hash_and_400_for_a_bad_one(
     http: httpx.AsyncClient,
 ) -> None:
     query = unique_query()
     accept = {"Accept": GRAPHQL_RESPONSE}
     missed = await http.post(URL, json={"extensions": apq(query)}, headers=accept)
-    assert missed.status_code == 404
+    # A step of the round trip, not a failure: browsers log every 4xx as an error.
+    assert missed.status_code == 200
     assert missed.headers["content-type"] == GRAPHQL_RESPONSE
     assert first_error(missed.json())["message"] == "PersistedQueryNotFound"
 
@@ -216,9 +217,9 @@ async def test_socket_subscribe_round_trip(
         before = counts()
         await socket.send({"id": "3", "type": kind, "payload": payload(extensions=apq(query))})
         assert (await socket.field("3")) == {"id": "1", "type": "TASK_CREATED"}
-        await socket.send(
-            {"id": "4", "type": kind, "payload": payload(documentId=f"sha256:{sha256(query)}")}
-        )
+        # graphql-ws clients must send a string query: an empty one beside an id is none.
+        by_id = payload(query="", documentId=f"sha256:{sha256(query)}")
+        await socket.send({"id": "4", "type": kind, "payload": by_id})
         assert (await socket.field("4")) == {"id": "1", "type": "TASK_CREATED"}
         assert counts() == before, "a persisted subscription is parsed or validated again"
 
