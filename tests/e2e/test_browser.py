@@ -56,10 +56,17 @@ def test_apollo_cache_follows_task_updates(
     run_scenario("apollo-cache.mjs", server, operator_token, tmp_path)
 
 
-def test_graphiql_loads_offline_and_runs_query_and_subscription(
+def test_graphiql_opens_share_links_and_runs_query_and_subscription(
     server: Server, operator_token: str, tmp_path: Path
 ) -> None:
     run_scenario("graphiql.mjs", server, operator_token, tmp_path)
+
+
+def test_a_refused_token_stops_reconnecting_and_asks_for_a_new_one(
+    server: Server, operator_token: str, tmp_path: Path
+) -> None:
+    secret = server.env["MARK1_JWT_SECRET"]  # to mint a token that expires during the run
+    run_scenario("token-refused.mjs", server, operator_token, tmp_path, MARK1_JWT_SECRET=secret)
 
 
 def test_dashboard_resumes_event_feed_after_server_restart(
