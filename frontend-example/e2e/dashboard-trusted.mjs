@@ -33,7 +33,8 @@ await run('dashboard-trusted', async (handles) => {
   page.on('response', async (response) => {
     if (!response.url().includes('/graphql') || response.request().method() !== 'POST') return;
     const body = await response.json().catch(() => ({}));
-    if (response.status() !== 200 || body.errors) errors.push(`HTTP ${response.status()} ${JSON.stringify(body)}`);
+    if (response.status() !== 200 || body.errors)
+      errors.push(`HTTP ${response.status()} ${JSON.stringify(body)}`);
   });
   page.on('websocket', (socket) => {
     socket.on('framesent', ({ payload }) => {

@@ -62,7 +62,7 @@ await run('graphiql', async (handles) => {
     'query SharedTask($id: ID!) { task(id: $id) { title } }',
     JSON.stringify({ id: shared.id }),
   );
-  const sharedResult = await eventually('the shared operation\'s result', async () => {
+  const sharedResult = await eventually("the shared operation's result", async () => {
     const text = await resultText(page);
     return text.includes(shared.title) ? text : null;
   });

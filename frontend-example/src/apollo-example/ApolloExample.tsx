@@ -19,7 +19,9 @@ export function ApolloExample({ initialToken }: { initialToken: string | null })
   if (!client) {
     return (
       <>
-        <p>Paste a token, open this page with <code>?token=…</code>, or set one on the dashboard first.</p>
+        <p>
+          Paste a token, open this page with <code>?token=…</code>, or set one on the dashboard first.
+        </p>
         <TokenForm onSubmit={adopt} />
       </>
     );
@@ -29,8 +31,8 @@ export function ApolloExample({ initialToken }: { initialToken: string | null })
       {rejected && (
         <div className="token-needed" role="alert" data-testid="token-needed">
           <p>
-            The server refused this token: it has expired or is not valid here. Live updates are paused
-            until you paste a new one.
+            The server refused this token: it has expired or is not valid here. Live updates are paused until
+            you paste a new one.
           </p>
           <TokenForm onSubmit={adopt} />
         </div>

@@ -7,7 +7,12 @@ import {
   type SubscriptionForwarder,
 } from '@urql/core';
 import type { Client as SocketClient } from 'graphql-ws';
-import { isPersistedQueryNotFound, persistedExchange, persistedFetch, persistedText } from '../shared/persisted';
+import {
+  isPersistedQueryNotFound,
+  persistedExchange,
+  persistedFetch,
+  persistedText,
+} from '../shared/persisted';
 import { bearer, type Endpoints } from '../shared/session';
 
 interface SubscribePayload {
@@ -57,23 +62,20 @@ function forwardTo(socket: SocketClient): SubscriptionForwarder {
       subscribe(observer) {
         let unsubscribe = () => {};
         const start = () => {
-          unsubscribe = socket.subscribe<ExecutionResult['data'], ExecutionResult['extensions']>(
-            payload,
-            {
-              next(result) {
-                const executionResult = result as ExecutionResult;
-                rememberEventCursor(payload, executionResult);
-                observer.next(executionResult);
-              },
-              error: (error) => {
-                const text = textToResend(payload, error);
-                if (text === undefined) return observer.error(error);
-                payload.query = text;
-                start();
-              },
-              complete: () => observer.complete(),
+          unsubscribe = socket.subscribe<ExecutionResult['data'], ExecutionResult['extensions']>(payload, {
+            next(result) {
+              const executionResult = result as ExecutionResult;
+              rememberEventCursor(payload, executionResult);
+              observer.next(executionResult);
             },
-          );
+            error: (error) => {
+              const text = textToResend(payload, error);
+              if (text === undefined) return observer.error(error);
+              payload.query = text;
+              start();
+            },
+            complete: () => observer.complete(),
+          });
         };
         start();
         return { unsubscribe: () => unsubscribe() };

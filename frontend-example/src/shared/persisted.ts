@@ -39,7 +39,8 @@ export function isPersistedQueryNotFound(errors: unknown): boolean {
     Array.isArray(errors) &&
     errors.some(
       (error: { message?: unknown; extensions?: { code?: unknown } } | null) =>
-        error?.extensions?.code === 'PERSISTED_QUERY_NOT_FOUND' || error?.message === 'PersistedQueryNotFound',
+        error?.extensions?.code === 'PERSISTED_QUERY_NOT_FOUND' ||
+        error?.message === 'PersistedQueryNotFound',
     )
   );
 }

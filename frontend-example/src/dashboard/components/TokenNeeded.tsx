@@ -16,8 +16,8 @@ export function TokenNeeded() {
   if (!needed) return null;
   return (
     <p className="token-needed" role="alert" data-testid="token-needed">
-      The server refused this token: it has expired or is not valid here. Live updates are paused
-      until you paste a new one above (mint one with <code>mark1 token</code>).
+      The server refused this token: it has expired or is not valid here. Live updates are paused until you
+      paste a new one above (mint one with <code>mark1 token</code>).
     </p>
   );
 }
