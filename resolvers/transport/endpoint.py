@@ -11,6 +11,7 @@ authenticates. Both transports share one JSON codec and one multiplexer.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +35,8 @@ from resolvers.transport.legacy_ws import LegacyWSHandler
 from resolvers.transport.persisted import PersistedDocuments
 from resolvers.transport.policy import SizedAdapter, SocketPolicy, origin_allowed
 from resolvers.transport.transport_ws import TransportWSHandler
+
+log = logging.getLogger("mark1.transport")
 
 
 class GraphQLEndpoint(GraphQLOverHTTP):
@@ -63,7 +66,14 @@ class GraphQLEndpoint(GraphQLOverHTTP):
         )
         self.policy = SocketPolicy(runtime)
         manifest = load_manifest(s.trusted_documents) if s.trusted_documents else None
+        if manifest is not None:
+            log.info(
+                "trusted documents: only the %d documents of %s run",
+                len(manifest),
+                s.trusted_documents,
+            )
         self.documents = PersistedDocuments(manifest)
+        """Which document a request runs (persisted.py); every transport asks it first."""
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
         if isinstance(request, WebSocket):

@@ -79,11 +79,6 @@ class PersistedDocuments:
             self._trusted = {document_key(id): text for id, text in manifest.items()}
             self._trusted_texts = frozenset(manifest.values())
 
-    @property
-    def trusted(self) -> bool:
-        """Whether only the manifest's documents run."""
-        return self._trusted is not None
-
     def of_payload(self, payload: Mapping[str, object]) -> str | None:
         """``document`` for a request's JSON object (``query``, ``extensions``, ``documentId``)."""
         return self.document(
