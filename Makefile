@@ -19,7 +19,8 @@ frontend:
 		cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent; \
 	else echo "npm not found: skipping the dashboard build (the API works without it)"; fi
 
-# Real JavaScript clients the tests drive (graphql-ws, subscriptions-transport-ws, graphql-http audit).
+# Real JavaScript clients the tests drive (graphql-ws, subscriptions-transport-ws, graphql-http audit,
+# Apollo Client's persisted-query link).
 clients:
 	@if command -v npm >/dev/null 2>&1; then \
 		npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error; \

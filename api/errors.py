@@ -8,6 +8,8 @@
      ├── Conflict          CONFLICT         an illegal state transition
      ├── RateLimited       RATE_LIMITED     too many mutations or subscriptions
      ├── SlowConsumer      SLOW_CONSUMER    a subscription fell too far behind
+     ├── PersistedQueryNotFound   PERSISTED_QUERY_NOT_FOUND    an unknown hash: send the query too
+     ├── PersistedQueryNotAllowed PERSISTED_QUERY_NOT_ALLOWED  not a trusted document
      └── Internal          INTERNAL         anything unexpected (message masked)
 
 Translated to GraphQL errors at one edge: ``resolvers/errors.py``.
@@ -70,6 +72,24 @@ class SlowConsumer(Mark1Error):
             "Subscriber fell too far behind; resume with after: lastEventId",
             lastEventId=None if last_event_id is None else str(last_event_id),
         )
+
+
+class PersistedQueryNotFound(Mark1Error):
+    """APQ: the hash names no document this process knows; the client resends it with its text.
+
+    The message is the one Apollo's and urql's persisted-query links look for.
+    """
+
+    code = "PERSISTED_QUERY_NOT_FOUND"
+
+    def __init__(self) -> None:
+        super().__init__("PersistedQueryNotFound")
+
+
+class PersistedQueryNotAllowed(Mark1Error):
+    """Trusted-documents mode: the request names no document of the manifest."""
+
+    code = "PERSISTED_QUERY_NOT_ALLOWED"
 
 
 class Internal(Mark1Error):

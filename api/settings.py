@@ -12,6 +12,8 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from api.manifest import load_manifest
+
 MIN_SECRET_BYTES = 32
 _SECRET_FILE = "jwt_secret"
 # Drivers the service runs on, and the bus backends api/events/backends.py builds.
@@ -79,6 +81,8 @@ class Settings(BaseSettings):
     gap_check_interval: float = Field(default=2.0, gt=0)
 
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend-example" / "dist"
+    # A persisted-documents manifest (api/manifest.py): when set, only its documents run.
+    trusted_documents: Path | None = None
 
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
@@ -147,6 +151,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unsupported scheme {_scheme(value)!r}: use redis://host:6379/0 (or rediss://)"
             )
+        return value
+
+    @field_validator("trusted_documents")
+    @classmethod
+    def _readable_manifest(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            load_manifest(value)  # its ValueError says what is wrong with the file
         return value
 
     @field_validator("log_level", mode="before")

@@ -1,14 +1,34 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import react from '@vitejs/plugin-react';
-import { defineConfig } from 'vite';
+import { defineConfig, type Plugin } from 'vite';
 
 const page = (path: string): string => fileURLToPath(new URL(path, import.meta.url));
+
+/**
+ * Ships the manifest codegen wrote (src/gql/persisted-documents.json) as
+ * dist/persisted-documents.json: the documents this build sends, for a server
+ * started with MARK1_TRUSTED_DOCUMENTS=frontend-example/dist/persisted-documents.json.
+ */
+function persistedDocumentsManifest(): Plugin {
+  return {
+    name: 'mark1-persisted-documents',
+    apply: 'build',
+    generateBundle() {
+      this.emitFile({
+        type: 'asset',
+        fileName: 'persisted-documents.json',
+        source: readFileSync(page('./src/gql/persisted-documents.json'), 'utf8'),
+      });
+    },
+  };
+}
 
 // The Python server serves dist/ at /app/ and dist/graphiql.html for a
 // browser's GET /graphql, so every asset URL must be absolute under /app/.
 export default defineConfig({
   base: '/app/',
-  plugins: [react()],
+  plugins: [react(), persistedDocumentsManifest()],
   build: {
     outDir: 'dist',
     emptyOutDir: true,

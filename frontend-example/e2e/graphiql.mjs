@@ -1,6 +1,8 @@
 // Scenario (c): a browser's GET /graphql gets the bundled GraphiQL, which
 // loads with no host but the API's, runs a query over HTTP and a
-// subscription over graphql-ws, both with the token from ?token=.
+// subscription over graphql-ws, both with the token from ?token=. Every page
+// is opened through a share link, /graphql?query=…(&variables=…), which a
+// browser gets as GraphiQL with the operation filled in, not as JSON.
 //
 //   MARK1_URL=… MARK1_TOKEN=<OPERATOR jwt> node e2e/graphiql.mjs
 
@@ -10,16 +12,16 @@ const baseUrl = env('MARK1_URL');
 const token = env('MARK1_TOKEN');
 const mark1 = api(baseUrl);
 
-/** GraphiQL opened on `query` (the page reads it from the fragment). */
-function graphiqlUrl(query) {
-  return `${baseUrl}/graphql?${new URLSearchParams({ token })}#${new URLSearchParams({ query })}`;
+/** A share link to `query` (and `variables`), with the token the page keeps. */
+function shareLink(query, variables) {
+  return `${baseUrl}/graphql?${new URLSearchParams({ token, query, ...(variables ? { variables } : {}) })}`;
 }
 
 /** GraphiQL's result pane, as text (Monaco renders it as lines of spans). */
 const resultText = (page) => page.locator('.graphiql-response').innerText();
 
-async function runOperation(page, query) {
-  const response = await page.goto(graphiqlUrl(query));
+async function runOperation(page, query, variables) {
+  const response = await page.goto(shareLink(query, variables));
   expect(response?.ok(), `GET /graphql answered ${response?.status()}`);
   expect(
     (response?.headers()['content-type'] ?? '').startsWith('text/html'),
@@ -46,6 +48,25 @@ await run('graphiql', async (handles) => {
   expect(me.includes('"alice"') || me.includes('"subject": "'), `unexpected result: ${me}`);
   const stored = await page.evaluate(() => window.localStorage.getItem('mark1.token'));
   expect(stored === token, 'GraphiQL should keep the ?token= in localStorage mark1.token');
+  const address = new URL(page.url());
+  expect(!address.searchParams.has('token'), 'the token should leave the address bar');
+  expect(
+    address.searchParams.get('query') === '{ me { subject } }',
+    `the address bar should stay a share link of the operation: ${page.url()}`,
+  );
+
+  // A share link with variables: the operation needs them, so its result shows they arrived.
+  const shared = await mark1.createTask(token, { title: unique('shared') });
+  await runOperation(
+    page,
+    'query SharedTask($id: ID!) { task(id: $id) { title } }',
+    JSON.stringify({ id: shared.id }),
+  );
+  const sharedResult = await eventually("the shared operation's result", async () => {
+    const text = await resultText(page);
+    return text.includes(shared.title) ? text : null;
+  });
+  log(`share link with variables: ${sharedResult.replace(/\s+/g, ' ')}`);
 
   // The Headers tab is what is sent: a bad token typed there is refused.
   const headersEditor = page.locator('section[aria-label="Headers"] .graphiql-editor:not(.hidden)');

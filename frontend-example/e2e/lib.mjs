@@ -5,6 +5,7 @@
 // the first failed expectation. tests/e2e/test_browser.py runs them against
 // a real `mark1 serve`.
 
+import { createHmac } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -195,6 +196,19 @@ export function api(baseUrl) {
         )
       ).systemMetrics.subscriptions,
   };
+}
+
+/**
+ * An HS256 token with the claims `mark1 token` writes, signed with the
+ * server's secret (MARK1_JWT_SECRET), living `ttlSeconds`: for scenarios that
+ * need a token to expire while they watch.
+ */
+export function mintToken(secret, { sub, roles, ttlSeconds }) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { sub, roles, tenant: 'default', iat: now, exp: now + ttlSeconds };
+  const unsigned = `${encode({ alg: 'HS256', typ: 'JWT' })}.${encode(claims)}`;
+  return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
 }
 
 /** A unique, readable name for things this run creates. */

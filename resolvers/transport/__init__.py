@@ -5,6 +5,7 @@ A request or socket flows through them in this order:
 - ``endpoint``     GraphQLEndpoint, strawberry's ASGI view: builds the context and
                    composes the modules below (the only one app.py imports)
 - ``http``         GraphQL over HTTP: media-type negotiation, status codes, JSON codec
+- ``persisted``    persisted documents: APQ hashes, documentId, the trusted-documents manifest
 - ``graphiql``     the GraphiQL page a browser gets on GET
 - ``policy``       socket policy: origin allow-list, message size, auth at
                    connection_init, socket accounting, expiry timers, close codes

@@ -11,6 +11,7 @@ authenticates. Both transports share one JSON codec and one multiplexer.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -24,14 +25,18 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from api.auth.tokens import parse_bearer
 from api.errors import Mark1Error
 from api.logging import context as log_context
+from api.manifest import load_manifest
 from api.runtime import Runtime
 from resolvers.context import Context
 from resolvers.multiplex import Multiplexer
 from resolvers.transport.graphiql import graphiql_page, wants_graphiql
 from resolvers.transport.http import GraphQLOverHTTP
 from resolvers.transport.legacy_ws import LegacyWSHandler
+from resolvers.transport.persisted import PersistedDocuments
 from resolvers.transport.policy import SizedAdapter, SocketPolicy, origin_allowed
 from resolvers.transport.transport_ws import TransportWSHandler
+
+log = logging.getLogger("mark1.transport")
 
 
 class GraphQLEndpoint(GraphQLOverHTTP):
@@ -60,6 +65,15 @@ class GraphQLEndpoint(GraphQLOverHTTP):
             schema, runtime.metrics, s.subscriber_buffer, max_tokens=s.max_tokens
         )
         self.policy = SocketPolicy(runtime)
+        manifest = load_manifest(s.trusted_documents) if s.trusted_documents else None
+        if manifest is not None:
+            log.info(
+                "trusted documents: only the %d documents of %s run",
+                len(manifest),
+                s.trusted_documents,
+            )
+        self.documents = PersistedDocuments(manifest)
+        """Which document a request runs (persisted.py); every transport asks it first."""
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
         if isinstance(request, WebSocket):

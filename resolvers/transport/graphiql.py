@@ -1,8 +1,11 @@
 """The GraphiQL page: what a browser gets on GET /graphql.
 
-A GET that accepts text/html and carries no ``query`` is a person with a
-browser: they get the offline GraphiQL build from FRONTEND_DIR, or a page
-saying how to build it. Every other request goes on to GraphQL over HTTP.
+A GET whose Accept prefers text/html to JSON is a person with a browser: they
+get the offline GraphiQL build from FRONTEND_DIR, or a page saying how to
+build it. That includes a share link, ``/graphql?query=…&variables=…&operationName=…``:
+the page reads those parameters and opens with them filled in, rather than
+the browser being shown the result as JSON. Every other request (GraphQL
+clients send no text/html) goes on to GraphQL over HTTP.
 """
 
 from __future__ import annotations
@@ -12,13 +15,33 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 
+_JSON = frozenset({"application/json", "application/graphql-response+json"})
+
 
 def wants_graphiql(request: Request) -> bool:
-    """A browser navigating to the URL, not a GraphQL client."""
-    accept = request.headers.get("accept", "")
-    return (
-        request.method == "GET" and "text/html" in accept and not request.query_params.get("query")
-    )
+    """A browser navigating to the URL (a share link too), not a GraphQL client."""
+    return request.method == "GET" and prefers_html(request.headers.get("accept", ""))
+
+
+def prefers_html(accept: str) -> bool:
+    """Whether an Accept header ranks text/html above both JSON media types (RFC 9110
+    quality values; ``*/*`` counts for neither, so only a browser's navigation qualifies)."""
+    html = json = 0.0
+    for item in accept.lower().split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media == "text/html":
+            html = max(html, quality)
+        elif media in _JSON:
+            json = max(json, quality)
+    return html > 0 and html > json
 
 
 def graphiql_page(frontend_dir: Path) -> Response:

@@ -8,6 +8,12 @@ application/graphql-response+json gets that media type, and 400 without
 ``data`` when the request never executed (parse, validation or variable
 coercion failed). application/json stays 200 (GraphQL over HTTP, "Legacy
 watershed"). ``create_response`` then writes the negotiated Content-Type.
+Before any of that, ``parse_http_body`` swaps a persisted document's hash or
+``documentId`` for its text (persisted.py); a refused document is answered in
+``run`` with its error alone: 400 for application/graphql-response+json, 200
+otherwise and always for PERSISTED_QUERY_NOT_FOUND, a step of the APQ round
+trip rather than a failure (a browser logs every 4xx as an error, and Apollo
+Client 3 turns persisted queries off for good on a 400).
 """
 
 from __future__ import annotations
@@ -21,12 +27,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLRequestData
 from strawberry.types.execution import ExecutionResult, PreExecutionError
+from strawberry.types.unset import UNSET
 
+from api.errors import Mark1Error, PersistedQueryNotFound
 from resolvers.context import Context
 from resolvers.transport.admission import DocumentRejected, chosen_operation
+from resolvers.transport.persisted import PersistedDocuments, refusal
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+class _Refused(Exception):
+    """A persisted document refused while the request was read; answered by ``run``."""
+
+    def __init__(self, error: Mark1Error) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class GraphQLOverHTTP(GraphQL[Context, None]):
@@ -34,6 +52,43 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
 
     max_tokens: int
     """Parser token limit (MAX_TOKENS), set by the endpoint."""
+    documents: PersistedDocuments
+    """The APQ store or trusted documents, set by the endpoint."""
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        try:
+            return await super().run(request, context, root_value)
+        except _Refused as refused:
+            return self._refused(request, refused.error)
+
+    async def parse_http_body(self, request: Any) -> Any:
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData):  # batches are refused (batching is off)
+            # `documentId` matters only without a query: only then read the body again.
+            document_id = None if data.query is not None else await self._document_id(request)
+            try:
+                text = self.documents.document(
+                    query=data.query, extensions=data.extensions, document_id=document_id
+                )
+            except Mark1Error as error:
+                raise _Refused(error) from None
+            data.query = text if text is not None else data.query
+        return data
+
+    async def _document_id(self, request: Any) -> object:
+        if request.method == "GET":
+            return request.query_params.get("documentId")
+        body = self.parse_json(await request.get_body())  # read and parsed once before: valid
+        return body.get("documentId") if isinstance(body, dict) else None
+
+    def _refused(self, request: Request, error: Mark1Error) -> Response:
+        status, media_type = 200, "application/json"
+        if GRAPHQL_RESPONSE in request.headers.get("accept", ""):
+            media_type = GRAPHQL_RESPONSE
+            status = 200 if isinstance(error, PersistedQueryNotFound) else 400
+        return Response(
+            self.encode_json({"errors": [refusal(error)]}), status, media_type=media_type
+        )
 
     async def execute_single(
         self, request: Any, request_adapter: Any, *args: Any, **kwargs: Any

@@ -3,7 +3,8 @@
 Data flow of one socket: ``handle`` arms the connection_init deadline (4408),
 which strawberry's legacy handler lacks; ``handle_message`` refuses a
 malformed message with ``connection_error`` and 4400; ``connection_init`` is
-authenticated by the endpoint's socket policy (4403 on refusal); ``start``
+authenticated by the endpoint's socket policy (4403 on refusal); a ``start``
+whose persisted document is refused gets ``error`` (persisted.py); ``start``
 over MAX_SUBSCRIPTIONS_PER_SOCKET gets ``error`` RATE_LIMITED. Each operation
 runs in ``handle_async_results``: subscriptions only (a document that cannot
 run gets ``error``); live-only ones go to the endpoint's multiplexer, the
@@ -38,6 +39,7 @@ from resolvers.transport.admission import (
     well_formed,
 )
 from resolvers.transport.failures import internal_error, operation_failed, socket_closed
+from resolvers.transport.persisted import fill_operation
 from resolvers.transport.policy import CloseCode
 
 if TYPE_CHECKING:
@@ -67,6 +69,14 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
                 )
 
     async def handle_message(self, message: Any) -> None:
+        if self.connection_acknowledged:
+            view: GraphQLEndpoint = self.view  # type: ignore[assignment]
+            refused = fill_operation(view.documents, message, self.tasks)
+            if refused is not None:
+                await self.send_message(
+                    ErrorMessage(type="error", id=message["id"], payload=refused)
+                )
+                return
         if not well_formed(message, legacy=True):
             await self.send_message(
                 {"type": "connection_error", "payload": {"message": "Invalid message"}}

@@ -1,7 +1,9 @@
 """The graphql-transport-ws protocol handler (graphql-ws PROTOCOL.md).
 
-Data flow of one message: ``handle_message`` refuses a malformed one with
-4400 (admission.well_formed); ``subscribe`` over MAX_SUBSCRIPTIONS_PER_SOCKET
+Data flow of one message: ``handle_message`` puts the text of a persisted
+document into a ``subscribe`` payload, or ends that operation with ``error``
+when the document is refused (persisted.py); it refuses a malformed message
+with 4400 (admission.well_formed); ``subscribe`` over MAX_SUBSCRIPTIONS_PER_SOCKET
 gets ``error`` RATE_LIMITED and the others go on; strawberry then starts the
 operation. ``run_operation`` hands live-only subscriptions to the endpoint's
 multiplexer (one execution shared by identical operations) and everything
@@ -39,6 +41,7 @@ from resolvers.transport.admission import (
     well_formed,
 )
 from resolvers.transport.failures import internal_error, operation_failed, socket_closed
+from resolvers.transport.persisted import fill_operation
 
 if TYPE_CHECKING:
     from resolvers.transport.endpoint import GraphQLEndpoint
@@ -48,6 +51,15 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws, where a stream that dies of an error ends with ``error``."""
 
     async def handle_message(self, message: Any) -> None:
+        if self.connection_acknowledged:
+            view: GraphQLEndpoint = self.view  # type: ignore[assignment]
+            refused = fill_operation(view.documents, message, self.operations)
+            if refused is not None:
+                # PROTOCOL.md: an operation that cannot run gets `error`; the socket goes on.
+                await self.send_message(
+                    ErrorMessage(id=message["id"], type="error", payload=[refused])
+                )
+                return
         if not well_formed(message, legacy=False):
             await self.handle_invalid_message("Invalid message")
             return

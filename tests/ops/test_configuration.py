@@ -96,6 +96,11 @@ MISTAKES = {
     "several workers on the in-memory bus": Mistake(
         {"MARK1_WORKERS": "2"}, ("MARK1_WORKERS", "MARK1_BROADCAST_URL"), "no secret here"
     ),
+    "a trusted-documents manifest that does not exist": Mistake(
+        {"MARK1_TRUSTED_DOCUMENTS": "/nonexistent/persisted-documents.json"},
+        ("MARK1_TRUSTED_DOCUMENTS", "No such file"),
+        "no secret here",
+    ),
 }
 
 
@@ -116,6 +121,32 @@ def test_serve_refuses_a_configuration_mistake_with_one_clear_line(
     assert mistake.secret not in output, output
     assert "Uvicorn running" not in output  # nothing started
     assert not (tmp_path / "mark1.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "complaint"),
+    [
+        ("{not json", "is not JSON"),
+        ('["query { me { subject } }"]', "is not a persisted-documents manifest"),
+        ('{"sha256:abc": 42}', "is not a persisted-documents manifest"),
+        ("{}", "lists no documents"),
+    ],
+    ids=["not JSON", "a list", "a value that is no document", "empty"],
+)
+def test_serve_refuses_a_manifest_that_is_not_one(
+    content: str, complaint: str, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "persisted-documents.json"
+    manifest.write_text(content)
+    run = run_mark1(
+        "serve", cwd=tmp_path, MARK1_DATA_DIR=str(tmp_path), MARK1_TRUSTED_DOCUMENTS=str(manifest)
+    )
+
+    assert run.returncode == 2, run.stderr
+    [line] = run.stderr.strip().splitlines()
+    assert line.startswith("mark1: configuration error: MARK1_TRUSTED_DOCUMENTS: "), line
+    assert complaint in line, line
+    assert "Traceback" not in run.stderr and "Uvicorn running" not in run.stdout + run.stderr
 
 
 def test_several_mistakes_are_all_named_at_once(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import { ConnectionBadge } from './components/ConnectionBadge';
 import { EventFeed } from './components/EventFeed';
 import { TasksPanel } from './components/TasksPanel';
 import { TokenBox } from './components/TokenBox';
+import { TokenNeeded } from './components/TokenNeeded';
 import { ViewerBadge } from './components/ViewerBadge';
 import { WorkflowsPanel } from './components/WorkflowsPanel';
 import { ConnectionContext } from './connection';
@@ -43,6 +44,7 @@ function Dashboard({ session }: { session: LiveSession }) {
           <ConnectionBadge />
           <ViewerBadge />
         </div>
+        <TokenNeeded />
         <main className="grid">
           <AgentsPanel />
           <TasksPanel />

@@ -2,6 +2,7 @@ import { createGraphiQLFetcher, type Fetcher } from '@graphiql/toolkit';
 import { GraphiQL } from 'graphiql';
 import { bearer, resolveEndpoints } from '../shared/session';
 import { withDefaultAuthorization } from './auth';
+import { writeSharedOperation, type SharedOperation } from './shareLink';
 
 const DEFAULT_QUERY = `# Mark-1 Realtime. Queries and mutations go over HTTP,
 # subscriptions over WebSocket (graphql-transport-ws).
@@ -40,17 +41,21 @@ export function createFetcher(token: string | null): Fetcher {
 interface Props {
   token: string | null;
   fetcher: Fetcher;
-  /** From `#query=`: a link can open GraphiQL on a given operation. */
-  query: string | null;
+  /** From a share link (`?query=&variables=&operationName=`, shareLink.ts). */
+  shared: SharedOperation;
 }
 
-export function GraphiQLPage({ token, fetcher, query }: Props) {
+export function GraphiQLPage({ token, fetcher, shared }: Props) {
   const headers = token ? JSON.stringify({ Authorization: bearer(token) }, null, 2) : '';
+  const { query, variables, operationName } = shared;
   return (
     <GraphiQL
       fetcher={fetcher}
       defaultQuery={DEFAULT_QUERY}
       {...(query ? { initialQuery: query } : {})}
+      {...(query && variables ? { initialVariables: variables } : {})}
+      {...(query && operationName ? { operationName } : {})}
+      onTabChange={(tabs) => writeSharedOperation(tabs, DEFAULT_QUERY)}
       defaultHeaders={headers}
       initialHeaders={headers}
       isHeadersEditorEnabled

@@ -1,6 +1,7 @@
 import { CloseCode, createClient, type Client } from 'graphql-ws';
 
-export type ConnectionPhase = 'connecting' | 'connected' | 'reconnecting';
+/** `unauthorized`: the server refused the token (4403: invalid or expired); no more retries. */
+export type ConnectionPhase = 'connecting' | 'connected' | 'reconnecting' | 'unauthorized';
 
 export interface ConnectionStatus {
   phase: ConnectionPhase;
@@ -32,16 +33,33 @@ export class ConnectionMonitor {
 
 const RETRY_CAP_MS = 3000;
 
+/** The server closed the socket because of its token: retrying with it cannot help. */
+export function isTokenRejected(event: unknown): boolean {
+  return event instanceof CloseEvent && event.code === CloseCode.Forbidden;
+}
+
+/**
+ * graphql-ws `retryWait`: exponential up to a few seconds, jittered (half to
+ * full wait), so clients that lost the same server do not all come back in
+ * the same instant.
+ */
+export function jitteredRetryWait(retries: number): Promise<void> {
+  const wait = Math.min(250 * 2 ** retries, RETRY_CAP_MS) * (0.5 + Math.random() / 2);
+  return new Promise((resolve) => setTimeout(resolve, wait));
+}
+
 function describeClose(event: unknown): string {
   if (!(event instanceof CloseEvent)) return 'network error';
-  if (event.code === CloseCode.Forbidden) return 'token rejected (4403)';
+  if (isTokenRejected(event)) return 'token rejected (4403)';
   return `closed ${event.code}${event.reason ? ` ${event.reason}` : ''}`;
 }
 
 /**
- * A graphql-ws client that never gives up: the dashboard is a wall screen,
- * so after a drop it keeps retrying with a short capped backoff instead of
- * graphql-ws's default five attempts and growing waits.
+ * A graphql-ws client that never gives up on the network: the dashboard is a
+ * wall screen, so after a drop it keeps retrying with a short capped backoff
+ * instead of graphql-ws's default five attempts and growing waits. It stops
+ * only when the server refuses the token (4403, also sent when the token
+ * expires): the monitor then says `unauthorized` and the page asks for a new one.
  */
 export function createSocket(
   url: string,
@@ -54,13 +72,10 @@ export function createSocket(
     lazy: false, // connect up front, so the badge tells the truth before any operation
     connectionParams,
     retryAttempts: Infinity,
-    shouldRetry: () => true,
-    retryWait: (retries) => {
-      // Jittered (half to full wait), so screens that lost the same server do not all
-      // come back in the same instant.
-      const wait = Math.min(250 * 2 ** retries, RETRY_CAP_MS) * (0.5 + Math.random() / 2);
-      return new Promise((resolve) => setTimeout(resolve, wait));
-    },
+    shouldRetry: (event) => !isTokenRejected(event),
+    retryWait: jitteredRetryWait,
+    // graphql-ws would log the final close to the console; the badge shows it instead.
+    onNonLazyError: () => {},
     keepAlive: 10_000, // a ping every 10 s notices a half-open socket
     on: {
       connecting: () => monitor.update({ phase: wasConnected ? 'reconnecting' : 'connecting' }),
@@ -71,7 +86,7 @@ export function createSocket(
       },
       closed: (event) =>
         monitor.update({
-          phase: wasConnected ? 'reconnecting' : 'connecting',
+          phase: isTokenRejected(event) ? 'unauthorized' : wasConnected ? 'reconnecting' : 'connecting',
           lastClose: describeClose(event),
         }),
     },

@@ -4,9 +4,10 @@ const LABELS = {
   connecting: 'connecting…',
   connected: 'connected',
   reconnecting: 'reconnecting…',
+  unauthorized: 'token rejected',
 } as const;
 
-/** The WebSocket's state: connecting, connected or reconnecting (with why it dropped). */
+/** The WebSocket's state: connecting, connected, reconnecting (with why it dropped) or refused. */
 export function ConnectionBadge() {
   const { phase, lastClose, reconnects } = useConnection();
   return (

@@ -1,4 +1,5 @@
 import { useState, type FormEvent } from 'react';
+import { TOKEN_INPUT_ID } from './TokenNeeded';
 
 interface Props {
   token: string | null;
@@ -19,6 +20,7 @@ export function TokenBox({ token, onChange }: Props) {
   return (
     <form className="token-box" onSubmit={submit}>
       <input
+        id={TOKEN_INPUT_ID}
         type="password"
         aria-label="API token"
         placeholder={token ? 'token set — paste to replace' : 'paste a JWT'}
