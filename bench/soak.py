@@ -36,8 +36,10 @@ import secrets
 import shlex
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
@@ -488,6 +490,9 @@ def main(
     max_rss_growth: Annotated[
         float, typer.Option(envvar="SOAK_MAX_RSS_GROWTH", help="Percent RSS may grow.")
     ] = 5.0,
+    output: Annotated[
+        Path, typer.Option(envvar="SOAK_OUTPUT", help="Where soak.json and soak.md go.")
+    ] = RESULTS,
 ) -> None:
     """Soak two processes on Redis + PostgreSQL; exit 1 on any loss, duplicate,
     reordering, failed write or RSS growth."""
@@ -520,11 +525,18 @@ def main(
     }
     with database("postgres") as url, contextlib.ExitStack() as stack:
         assert url is not None
-        targets = []
-        for _ in range(2):  # one after the other: the first migrates the fresh database
-            target = spawn(database_url=url, broadcast_url=redis, secret=secret, settings=settings)
-            stack.callback(target.stop)
-            targets.append(target)
+        # Both at once: an advisory lock lets one migrate while the other waits.
+        with ThreadPoolExecutor(2) as pool:
+            starting = [
+                pool.submit(
+                    spawn, database_url=url, broadcast_url=redis, secret=secret, settings=settings
+                )
+                for _ in range(2)
+            ]
+            for future in starting:
+                with contextlib.suppress(Exception):  # result() below raises it
+                    stack.callback(future.result().stop)
+        targets = [future.result() for future in starting]
         fleet = Fleet(targets[0], WRITERS)
         dsn = url.replace("postgresql+asyncpg://", "postgresql://")
         result = uvloop.run(Run(cfg, targets, fleet, dsn)())
@@ -544,10 +556,10 @@ def main(
     print("\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rows), flush=True)
     for warning in warnings(result):
         print(f"  warning: {warning}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "soak.json").write_text(json.dumps(result | {"failures": bad}, indent=2) + "\n")
-    (RESULTS / "soak.md").write_text(markdown(result, rows, bad))
-    print(f"\nwrote {RESULTS / 'soak.json'} and {RESULTS / 'soak.md'}")
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "soak.json").write_text(json.dumps(result | {"failures": bad}, indent=2) + "\n")
+    (output / "soak.md").write_text(markdown(result, rows, bad))
+    print(f"\nwrote {output / 'soak.json'} and {output / 'soak.md'}")
     if bad:
         print("SOAK FAILED:\n" + "\n".join(f"  - {b}" for b in bad), flush=True)
         raise typer.Exit(1)
