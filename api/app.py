@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -21,6 +22,7 @@ from api.db.outbox import OutboxReader
 from api.events.bus import EventBus
 from api.http.limits import BodyLimit
 from api.http.ops import routes_for
+from api.jobs.retention import Retention
 from api.jobs.sweeper import Sweeper
 from api.logging.context import RequestContext
 from api.metrics import Metrics
@@ -40,8 +42,6 @@ log = logging.getLogger(__name__)
 
 def build_runtime(settings: Settings) -> Runtime:
     """Construct every collaborator; nothing connects until the lifespan starts."""
-    from datetime import timedelta
-
     db = Database(settings.resolved_database_url)
     reads = ReadService(db)
     metrics = Metrics()
@@ -87,6 +87,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     graphql = GraphQLEndpoint(schema, runtime)
     sweeper = Sweeper(runtime.agents, interval=settings.sweep_interval)
+    retention = (
+        None
+        if settings.event_retention is None
+        else Retention(runtime.db, keep=timedelta(days=settings.event_retention))
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -94,9 +99,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await upgrade(runtime.db)
         await runtime.bus.start()  # serves degraded, tailing the outbox, without the broker
         sweeper.start()
+        if retention is not None:
+            retention.start()
         try:
             yield
         finally:
+            if retention is not None:
+                await retention.stop()
             await sweeper.stop()
             await graphql.multiplexer.close()
             await runtime.bus.stop()

@@ -8,6 +8,7 @@
      ├── Conflict          CONFLICT         an illegal state transition
      ├── RateLimited       RATE_LIMITED     too many mutations or subscriptions
      ├── SlowConsumer      SLOW_CONSUMER    a subscription fell too far behind
+     ├── EventsPruned      EVENTS_PRUNED    a cursor older than the oldest event kept
      └── Internal          INTERNAL         anything unexpected (message masked)
 
 Translated to GraphQL errors at one edge: ``resolvers/errors.py``.
@@ -69,6 +70,19 @@ class SlowConsumer(Mark1Error):
         super().__init__(
             "Subscriber fell too far behind; resume with after: lastEventId",
             lastEventId=None if last_event_id is None else str(last_event_id),
+        )
+
+
+class EventsPruned(Mark1Error):
+    code = "EVENTS_PRUNED"
+
+    def __init__(self, after: int, oldest: int) -> None:
+        # Replaying from the oldest kept event would skip the pruned ones silently:
+        # the client must rebuild what it derives from events, then resume.
+        super().__init__(
+            f"Events after {after} were pruned; the oldest kept is {oldest}: reload the "
+            "state you follow, then resume with after: oldestEventId - 1 (or live)",
+            oldestEventId=str(oldest),
         )
 
 
