@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from api.db.retention import prune
+from mark1_client import EventsPruned, Mark1Client
 from tests.realtime.activity import Tenant, on_server
 from tests.realtime.conftest import subscribed
 from tests.realtime.processes import serve_clusters
@@ -37,6 +38,14 @@ async def test_a_cursor_before_the_oldest_kept_event_is_refused_with_events_prun
     assert await on_server(server, prune(server.runtime.db, before=4, tenant=tenant)) == 3
 
     viewer = server.token("VIEWER", tenant=tenant)
+    async with Mark1Client(server.url, viewer) as client:
+        # The SDK's "from now on" starts at the newest id: oldest kept + count - 1.
+        assert await client.head() == "6"
+        with pytest.raises(EventsPruned) as pruned:
+            async with client.events(after=2) as stream:
+                await anext(stream)
+    assert pruned.value.oldest_event_id == "4"
+
     async with await Socket.open(server.ws_url, viewer) as ws:
         # A client that stopped at 2 never saw 3, and 3 is gone.
         await ws.subscribe("gap", EVENTS, {"after": "2"})
