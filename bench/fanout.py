@@ -102,6 +102,7 @@ class Workers:
     """The client processes and what they report over their pipes."""
 
     def __init__(self, plans: list[subscribers.Plan]) -> None:
+        self.plans = plans
         ctx = multiprocessing.get_context("spawn")
         self.inbox: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()

@@ -86,6 +86,7 @@ class Memory:
     name: str
     pid: int
     points: list[tuple[float, int]] = field(default_factory=list)  # (seconds, KiB)
+    idle_kib: int = 0  # before any subscriber connected
 
     def sample(self, at: float) -> None:
         if (kib := rss_kib(self.pid)) is not None:
@@ -129,6 +130,27 @@ class Cpu:
         now = {name: cpu_seconds(pid) or 0.0 for name, pid in self.pids.items()}
         now["load: writers and orchestration"] = time.process_time()
         return {name: (now[name] - self.start[name]) / wall for name in self.start}
+
+
+async def _outbox(dsn: str) -> dict[str, Any]:
+    """The event table's size on disk (rows, indexes, TOAST) per event it holds."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        size = await conn.fetchval("SELECT pg_total_relation_size('event')")
+        indexes = await conn.fetchval("SELECT pg_indexes_size('event')")
+        rows, row_bytes = await conn.fetchrow(
+            "SELECT count(*), avg(pg_column_size(event.*)) FROM event"
+        ) or (0, None)
+    finally:
+        await conn.close()
+    return {
+        "rows": rows,
+        "bytes": size,
+        "index_bytes": indexes,
+        # Whole pages over a few hundred rows overstate this; the row size does not.
+        "bytes_per_event": size / rows if rows else None,
+        "row_bytes": float(row_bytes) if row_bytes is not None else None,
+    }
 
 
 async def _head(dsn: str) -> int:
@@ -192,6 +214,8 @@ class Run:
     async def __call__(self) -> dict[str, Any]:
         cfg = self.cfg
         plans = _plans(self.targets, cfg.subscribers, cfg.seconds, self.targets[0].secret)
+        for memory in self.memory:
+            memory.idle_kib = rss_kib(memory.pid) or 0
         self.say(f"{len(plans)} client processes opening {cfg.subscribers:,} sockets")
         workers = Workers(plans)
         try:
@@ -331,10 +355,30 @@ class Run:
         verdicts: list[Verdict] = []
         histogram = Histogram()
         errors: list[str] = []
-        for received in workers.received.values():
+        servers: dict[str, dict[str, Any]] = {
+            m.name: {"connections": 0, "delivered": 0} for m in self.memory
+        }
+        for index, received in workers.received.items():
             verdicts += [judge(s, live_from=live_from, head=head) for s in received.sequences]
             histogram.merge(received.histogram)
             errors += received.errors
+            urls = [t.ws_url for t in self.targets]
+            name = self.memory[urls.index(workers.plans[index].ws_url)].name
+            servers[name]["connections"] += len(received.sequences)
+            servers[name]["delivered"] += received.messages
+        for memory in self.memory:
+            figures = servers[memory.name]
+            connections, delivered = figures["connections"], figures["delivered"]
+            trend = memory.trend(self.cfg.warmup, end)
+            figures |= {
+                "cpu_us_per_delivered_message": cpu[memory.name] * end / delivered * 1e6
+                if delivered
+                else None,
+                "idle_mib": memory.idle_kib / 1024,
+                "kib_per_connection": (trend["end_mib"] * 1024 - memory.idle_kib) / connections
+                if connections and trend.get("end_mib")
+                else None,
+            }
         writes = {
             "acknowledged": sum(r.requests for r in written),
             "failed": sum(r.failures for r in written),
@@ -375,6 +419,7 @@ class Run:
             },
             "seconds": end,
             "memory": {m.name: m.trend(self.cfg.warmup, end) for m in self.memory},
+            "servers": servers,
             "cpu_share_of_a_core": cpu,
         }
 
@@ -461,8 +506,31 @@ def lines(result: dict[str, Any], cfg: Config) -> list[tuple[str, str]]:
                 f"({t['growth_percent']:+.1f} %); {t['slope_mib_per_minute']:+.2f} MiB/min",
             )
         )
+    for name, f in result["servers"].items():
+        cpu = f["cpu_us_per_delivered_message"]
+        per = f["kib_per_connection"]
+        rows.append(
+            (
+                f"{name}: connections, messages; CPU per message; memory",
+                f"{f['connections']:,}, {f['delivered']:,}; "
+                + (f"{cpu:,.0f} µs (writes included); " if cpu else "n/a; ")
+                + f"{f['idle_mib']:.0f} MiB idle"
+                + (f" + {per:.1f} KiB per connection" if per is not None else ""),
+            )
+        )
     for name, share in result["cpu_share_of_a_core"].items():
         rows.append((f"CPU, {name}", f"{share:.0%} of a core"))
+    outbox = result.get("outbox")
+    if outbox and outbox["bytes_per_event"]:
+        rows.append(
+            (
+                "outbox on disk (PostgreSQL, table + indexes)",
+                f"{outbox['rows']:,} events, {outbox['bytes'] / 1024 / 1024:.1f} MiB: "
+                f"{outbox['bytes_per_event']:,.0f} bytes per event (a row averages "
+                f"{outbox['row_bytes']:,.0f} bytes; indexes "
+                f"{outbox['index_bytes'] / outbox['rows']:,.0f} per event)",
+            )
+        )
     return rows
 
 
@@ -540,6 +608,7 @@ def main(
         fleet = Fleet(targets[0], WRITERS)
         dsn = url.replace("postgresql+asyncpg://", "postgresql://")
         result = uvloop.run(Run(cfg, targets, fleet, dsn)())
+        result["outbox"] = asyncio.run(_outbox(dsn))
         exited = [t.description for t in targets if t._process and t._process.poll() is not None]
     result |= {
         "measured_at": report.now(),
