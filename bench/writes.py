@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -182,6 +183,7 @@ class Fleet:
             sub=sub,
             roles=[role],
             tenant=TENANT,
+            ttl=timedelta(days=1),  # outlives any benchmark or soak
             issuer=t.issuer,
             audience=t.audience,
         )
