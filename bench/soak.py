@@ -37,7 +37,7 @@ import shlex
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -53,7 +53,9 @@ from api.domain import Role
 from bench import load, report, subscribers
 from bench.delivery import Histogram, Verdict, judge
 from bench.fanout import RESULTS, Workers, _create, _raise_fd_limit, _until
-from bench.server import Target, cpu_seconds, rss_kib, spawn
+from bench.sampling import Cpu, Memory
+from bench.server import Target, rss_kib, spawn
+from bench.verdict import failures, lines, markdown, warnings
 from bench.writes import TENANT, Fleet, database
 
 DOCUMENT = "subscription Soak { events { id type occurredAt task { id status progress } } }"
@@ -77,59 +79,6 @@ class Config:
     def sample_every(self) -> float:
         """RSS and CPU sampling period: about 100 samples, at most every 5 s."""
         return min(5.0, max(0.1, self.seconds / 100))
-
-
-@dataclass
-class Memory:
-    """One process's RSS over the writing phase."""
-
-    name: str
-    pid: int
-    points: list[tuple[float, int]] = field(default_factory=list)  # (seconds, KiB)
-    idle_kib: int = 0  # before any subscriber connected
-
-    def sample(self, at: float) -> None:
-        if (kib := rss_kib(self.pid)) is not None:
-            self.points.append((at, kib))
-
-    def trend(self, warmup: float, end: float) -> dict[str, Any]:
-        """Least-squares line through the samples after warm-up: slope and growth."""
-        points = [(t, kib) for t, kib in self.points if t >= warmup] or self.points[-2:]
-        if len(points) < 2:
-            return {"samples": len(self.points), "growth_percent": None}
-        n = len(points)
-        mean_t = sum(t for t, _ in points) / n
-        mean_m = sum(m for _, m in points) / n
-        var = sum((t - mean_t) ** 2 for t, _ in points)
-        slope = sum((t - mean_t) * (m - mean_m) for t, m in points) / var if var else 0.0
-        at_warm = mean_m + slope * (points[0][0] - mean_t)
-        at_end = mean_m + slope * (end - mean_t)
-        return {
-            "samples": len(self.points),
-            "first_mib": self.points[0][1] / 1024,
-            "warm_mib": at_warm / 1024,
-            "end_mib": at_end / 1024,
-            "max_mib": max(m for _, m in self.points) / 1024,
-            "slope_mib_per_minute": slope * 60 / 1024,
-            "growth_percent": (at_end - at_warm) / at_warm * 100,
-        }
-
-
-class Cpu:
-    """CPU seconds of some processes between two readings."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.start = {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
-        self.start["load: writers and orchestration"] = time.process_time()
-        self.started = time.monotonic()
-
-    def shares(self) -> dict[str, float]:
-        """Each process's CPU time since the start as a share of one core."""
-        wall = max(time.monotonic() - self.started, 1e-9)
-        now = {name: cpu_seconds(pid) or 0.0 for name, pid in self.pids.items()}
-        now["load: writers and orchestration"] = time.process_time()
-        return {name: (now[name] - self.start[name]) / wall for name in self.start}
 
 
 async def _outbox(dsn: str) -> dict[str, Any]:
@@ -428,112 +377,6 @@ def _graphql_ok(status: int, body: bytes) -> bool:
     return status == 200 and b'"errors"' not in body
 
 
-def failures(result: dict[str, Any], *, max_rss_growth: float) -> list[str]:
-    """Why the soak failed; empty when it passed."""
-    s, out = result["subscribers"], []
-    if s["connected"] < s["asked"] or s["judged"] < s["connected"]:
-        out.append(f"{s['connected']} of {s['asked']} sockets connected, {s['judged']} reported")
-    if s["with_a_fault"]:
-        out.append(
-            f"{s['with_a_fault']} subscribers lost {s['lost']}, duplicated {s['duplicated']}, "
-            f"reordered {s['out_of_order']} events"
-        )
-    if s["errors"]:
-        out.append(f"socket errors, e.g. {s['errors'][0]}")
-    if result["writes"]["failed"]:
-        out.append(
-            f"{result['writes']['failed']} writes failed: {result['writes']['first_failure']}"
-        )
-    if not result["events"]["written"]:
-        out.append("no event was written")
-    for name, trend in result["memory"].items():
-        growth = trend["growth_percent"]
-        if growth is None:
-            out.append(f"{name}: too few RSS samples")
-        elif growth > max_rss_growth:
-            out.append(
-                f"{name}: RSS grew {growth:.1f} % after warm-up (limit {max_rss_growth:g} %)"
-            )
-    return out
-
-
-def warnings(result: dict[str, Any]) -> list[str]:
-    """Figures to doubt: a load generator near a full core measures itself."""
-    return [
-        f"{name} used {share:.0%} of a core: the load generator may be the bottleneck"
-        for name, share in result["cpu_share_of_a_core"].items()
-        if name.startswith("load") and share > 0.85
-    ]
-
-
-def lines(result: dict[str, Any], cfg: Config) -> list[tuple[str, str]]:
-    s, e, lat = result["subscribers"], result["events"], result["latency_ms"]
-    rows = [
-        (
-            "subscribers (connected / asked)",
-            f"{s['connected']:,} / {s['asked']:,}, half per process",
-        ),
-        (
-            "events written",
-            f"{e['written']:,} in {result['seconds']:.0f} s "
-            f"({e['written'] / max(result['seconds'], 1e-9):.1f}/s; {cfg.rate:g}/s asked), "
-            f"{result['writes']['failed']} writes failed",
-        ),
-        ("messages delivered", f"{result['delivered']:,}"),
-        (
-            "per subscriber: lost / duplicated / out of order",
-            f"{s['lost']} / {s['duplicated']} / {s['out_of_order']} in all; "
-            f"{s['with_a_fault']} subscribers with any",
-        ),
-        (
-            "delivery latency p50 / p99 / max",
-            f"{lat['p50']:.1f} / {lat['p99']:.1f} / {lat['max']:.1f} ms",
-        ),
-        (
-            "write latency p50 / p99",
-            f"{result['writes']['latency_ms']['p50']:.1f} / "
-            f"{result['writes']['latency_ms']['p99']:.1f} ms",
-        ),
-    ]
-    for name, t in result["memory"].items():
-        if t["growth_percent"] is None:
-            rows.append((f"{name} RSS", "n/a"))
-            continue
-        rows.append(
-            (
-                f"{name} RSS: start, after warm-up → end (fit); slope",
-                f"{t['first_mib']:.1f}, {t['warm_mib']:.1f} → {t['end_mib']:.1f} MiB "
-                f"({t['growth_percent']:+.1f} %); {t['slope_mib_per_minute']:+.2f} MiB/min",
-            )
-        )
-    for name, f in result["servers"].items():
-        cpu = f["cpu_us_per_delivered_message"]
-        per = f["kib_per_connection"]
-        rows.append(
-            (
-                f"{name}: connections, messages; CPU per message; memory",
-                f"{f['connections']:,}, {f['delivered']:,}; "
-                + (f"{cpu:,.0f} µs (writes included); " if cpu else "n/a; ")
-                + f"{f['idle_mib']:.0f} MiB idle"
-                + (f" + {per:.1f} KiB per connection" if per is not None else ""),
-            )
-        )
-    for name, share in result["cpu_share_of_a_core"].items():
-        rows.append((f"CPU, {name}", f"{share:.0%} of a core"))
-    outbox = result.get("outbox")
-    if outbox and outbox["bytes_per_event"]:
-        rows.append(
-            (
-                "outbox on disk (PostgreSQL, table + indexes)",
-                f"{outbox['rows']:,} events, {outbox['bytes'] / 1024 / 1024:.1f} MiB: "
-                f"{outbox['bytes_per_event']:,.0f} bytes per event (a row averages "
-                f"{outbox['row_bytes']:,.0f} bytes; indexes "
-                f"{outbox['index_bytes'] / outbox['rows']:,.0f} per event)",
-            )
-        )
-    return rows
-
-
 @app.command()
 def main(
     seconds: Annotated[float, typer.Option(envvar="SOAK_SECONDS", help="Writing time.")] = 600,
@@ -618,9 +461,7 @@ def main(
         "servers_exited_early": exited,
     }
     bad = failures(result, max_rss_growth=cfg.max_rss_growth)
-    if exited:
-        bad.append(f"servers exited during the soak: {exited}")
-    rows = lines(result, cfg)
+    rows = lines(result)
     width = max(len(k) for k, _ in rows)
     print("\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rows), flush=True)
     for warning in warnings(result):
@@ -633,23 +474,6 @@ def main(
         print("SOAK FAILED:\n" + "\n".join(f"  - {b}" for b in bad), flush=True)
         raise typer.Exit(1)
     print("soak passed", flush=True)
-
-
-def markdown(result: dict[str, Any], rows: list[tuple[str, str]], bad: list[str]) -> str:
-    m = result["machine"]
-    out = [
-        f"Measured {result['measured_at'][:10]} on {m['nproc']} x {m['cpu']}, Python "
-        f"{m['python']}, {m['system']}; load average at start {m['load_average_at_start']}.",
-        "",
-        "| measure | value |",
-        "|---|---|",
-        *(f"| {k} | {v} |" for k, v in rows),
-        "",
-        f"Verdict: {'FAILED: ' + '; '.join(bad) if bad else 'passed'}.",
-        "",
-        f"Command: `{result['command']}`",
-    ]
-    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":

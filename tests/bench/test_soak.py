@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from bench.soak import Memory, failures
+from bench.sampling import Memory
+from bench.verdict import failures
 from tests.support import databases
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +52,7 @@ def _passing() -> dict[str, Any]:
         "events": {"written": 12},
         "writes": {"failed": 0, "first_failure": None},
         "memory": {"server A": {"growth_percent": 1.0}, "server B": {"growth_percent": -0.5}},
+        "servers_exited_early": [],
     }
 
 
@@ -73,6 +75,13 @@ def test_the_soak_fails_on_each_fault(path: tuple[str, str], value: object, says
     result[path[0]][path[1]] = value
     found = failures(result, max_rss_growth=5)
     assert len(found) == 1 and found[0].startswith(says), found
+
+
+def test_a_server_that_exits_during_the_soak_fails_it() -> None:
+    result = _passing() | {"servers_exited_early": ["mark1 serve (1 worker), …"]}
+    assert failures(result, max_rss_growth=5) == [
+        "servers exited during the soak: ['mark1 serve (1 worker), …']"
+    ]
 
 
 @pytest.mark.postgres
