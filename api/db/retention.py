@@ -16,6 +16,7 @@ just older than the cutoff may stay).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -116,6 +117,8 @@ async def prune(
             deleted += result.rowcount
             if progress is not None:
                 progress(Progress(p.tenant, done, p.count, deleted, planned))
+            # SQLite runs on the loop's thread (api/db/sqlite.py): let requests in between.
+            await asyncio.sleep(0)
     return deleted
 
 
