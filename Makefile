@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY ?= python3
 FRONTEND := frontend-example
 
-.PHONY: demo test lint bench serve env frontend clients schema clean token
+.PHONY: demo test lint bench soak serve env frontend clients schema clean token
 
 $(UV):
 	@command -v uv >/dev/null 2>&1 || $(PY) -m pip install --user --quiet uv || $(PY) -m pip install --quiet --break-system-packages uv
@@ -57,6 +57,12 @@ bench: env
 		npm ci --prefix bench/node-reference --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the Node reference is skipped"; fi
 	$(UV) run python -m bench.compare
+
+# Two processes on Redis + PostgreSQL, 2,000 subscribers, four writers, 10 minutes
+# (SOAK_SECONDS, SOAK_SUBSCRIBERS, SOAK_RATE: bench/soak.py). Exits 1 on any lost,
+# duplicated or reordered event, or RSS growing more than 5 % after warm-up.
+soak: env
+	$(UV) run python -m bench.soak
 
 clean:
 	rm -rf .mark1 .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -24,6 +25,7 @@ from api.db.outbox import OutboxReader
 from api.events.bus import EventBus
 from api.http.limits import BodyLimit
 from api.http.ops import routes_for
+from api.jobs.retention import Retention
 from api.jobs.sweeper import Sweeper
 from api.logging.context import RequestContext
 from api.metrics import MULTIPROCESS_DIR, Metrics
@@ -43,8 +45,6 @@ log = logging.getLogger(__name__)
 
 def build_runtime(settings: Settings) -> Runtime:
     """Construct every collaborator; nothing connects until the lifespan starts."""
-    from datetime import timedelta
-
     db = Database(settings.resolved_database_url)
     reads = ReadService(db)
     # Set by `mark1 serve --workers N` (api/cli/server.py) before the workers start.
@@ -100,6 +100,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     graphql = GraphQLEndpoint(schema, runtime)
     sweeper = Sweeper(runtime.agents, interval=settings.sweep_interval)
+    retention = (
+        None
+        if settings.event_retention is None
+        else Retention(runtime.db, keep=timedelta(days=settings.event_retention))
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -114,9 +119,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "set MARK1_REDIS_URL to share them between processes"
             )
         sweeper.start()
+        if retention is not None:
+            retention.start()
         try:
             yield
         finally:
+            if retention is not None:
+                await retention.stop()
             await sweeper.stop()
             await graphql.multiplexer.close()
             if runtime.cluster is not None:

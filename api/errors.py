@@ -10,6 +10,7 @@
      ├── SlowConsumer      SLOW_CONSUMER    a subscription fell too far behind
      ├── PersistedQueryNotFound   PERSISTED_QUERY_NOT_FOUND    an unknown hash: send the query too
      ├── PersistedQueryNotAllowed PERSISTED_QUERY_NOT_ALLOWED  not a trusted document
+     ├── EventsPruned      EVENTS_PRUNED    a cursor older than the oldest event kept
      └── Internal          INTERNAL         anything unexpected (message masked)
 
 Translated to GraphQL errors at one edge: ``resolvers/errors.py``.
@@ -90,6 +91,17 @@ class PersistedQueryNotAllowed(Mark1Error):
     """Trusted-documents mode: the request names no document of the manifest."""
 
     code = "PERSISTED_QUERY_NOT_ALLOWED"
+class EventsPruned(Mark1Error):
+    code = "EVENTS_PRUNED"
+
+    def __init__(self, after: int, oldest: int) -> None:
+        # Replaying from the oldest kept event would skip the pruned ones silently:
+        # the client must rebuild what it derives from events, then resume.
+        super().__init__(
+            f"Events after {after} were pruned; the oldest kept is {oldest}: reload the "
+            "state you follow, then resume with after: oldestEventId - 1 (or live)",
+            oldestEventId=str(oldest),
+        )
 
 
 class Internal(Mark1Error):

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     offline_after: float = Field(default=120.0, gt=0)
     sweep_interval: float = Field(default=2.0, gt=0)
     gap_check_interval: float = Field(default=2.0, gt=0)
+    # Days of events the outbox keeps (api/jobs/retention.py); None keeps them all.
+    event_retention: float | None = Field(default=None, gt=0)
 
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend-example" / "dist"
     # A persisted-documents manifest (api/manifest.py): when set, only its documents run.

@@ -102,6 +102,7 @@ class Workers:
     """The client processes and what they report over their pipes."""
 
     def __init__(self, plans: list[subscribers.Plan]) -> None:
+        self.plans = plans
         ctx = multiprocessing.get_context("spawn")
         self.inbox: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
@@ -118,6 +119,7 @@ class Workers:
         self.connected: dict[int, subscribers.Connected] = {}
         self.primed = [0] * len(plans)
         self.delivered = [0] * len(plans)
+        self.lowest = [0] * len(plans)  # Plan.by_id: the lowest last event id of any socket
         self.received: dict[int, subscribers.Received] = {}
 
     def _relay(self, index: int, pipe: Any) -> None:
@@ -139,6 +141,8 @@ class Workers:
             self.connected[index] = message[1]
         elif kind == "progress":
             self.primed[index], self.delivered[index] = message[1], message[2]
+            if len(message) > 3:
+                self.lowest[index] = message[3]
         elif kind == "done":
             self.received[index] = message[1]
 

@@ -121,12 +121,17 @@ async def run(
     warmup: float = 1.0,
     ok: Callable[[int, bytes], bool] | None = None,
     server_cpu: Callable[[], float | None] | None = None,
+    interval: float = 0.0,
+    phase: float = 0.0,
 ) -> LoadResult:
     """Each connection sends its requests back to back for ``warmup + seconds``.
 
     Only replies that arrive inside the measured window count; ``ok`` decides
     which replies are successes (default: status 200); ``server_cpu`` reads the
-    server's CPU seconds so far, sampled at both ends of the window.
+    server's CPU seconds so far, sampled at both ends of the window. With an
+    ``interval`` each connection sends one request per interval instead (paced:
+    the soak's writers), the connections spread evenly over it and shifted by
+    ``phase`` intervals; a reply later than the interval delays only the next send.
     """
     loop = asyncio.get_running_loop()
     connections = [
@@ -140,10 +145,12 @@ async def run(
     server: list[float | None] = []
     read_server = server_cpu or (lambda: None)
 
-    async def worker(connection: _Connection, request_for: RequestFor) -> None:
+    async def worker(connection: _Connection, request_for: RequestFor, offset: float) -> None:
         i = 0
         body: bytes | None = None
         while True:
+            if interval:
+                await asyncio.sleep(max(0.0, start + (i + offset) * interval - time.perf_counter()))
             sent = time.perf_counter()
             if sent >= stop:
                 return
@@ -170,7 +177,11 @@ async def run(
 
     try:
         await asyncio.gather(
-            clock(), *(worker(c, r) for c, r in zip(connections, requests, strict=True))
+            clock(),
+            *(
+                worker(c, r, phase + index / len(requests))
+                for index, (c, r) in enumerate(zip(connections, requests, strict=True))
+            ),
         )
     finally:
         for connection in connections:

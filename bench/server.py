@@ -41,26 +41,11 @@ class Target:
 
     def rss_kib(self) -> int | None:
         """Resident set size of the server process, from /proc/<pid>/status."""
-        if self.pid is None:
-            return None
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        except OSError:
-            return None
-        return None
+        return None if self.pid is None else rss_kib(self.pid)
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the server process so far, from /proc/<pid>/stat."""
-        if self.pid is None:
-            return None
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)"; utime, stime: 14, 15
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None if self.pid is None else cpu_seconds(self.pid)
 
     def metrics(self) -> dict[str, float]:
         """Unlabelled samples of /metrics (empty when it cannot be read)."""
@@ -89,6 +74,27 @@ class Target:
             self._tmp = None
 
 
+def rss_kib(pid: int) -> int | None:
+    """Resident set size of a process, from /proc/<pid>/status (None once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far, from /proc/<pid>/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)"; utime, stime: 14, 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -106,11 +112,19 @@ def _mark1_command() -> list[str]:
     return [sys.executable, "-c", "from api.cli.main import app; app()"]
 
 
-def spawn(*, database_url: str | None, broadcast_url: str | None) -> Target:
-    """``mark1 serve`` on a free port with a temporary data dir and a generated secret."""
+def spawn(
+    *,
+    database_url: str | None,
+    broadcast_url: str | None,
+    secret: str | None = None,
+    settings: dict[str, str] | None = None,
+) -> Target:
+    """``mark1 serve`` on a free port with a temporary data dir and a generated secret
+    (or ``secret``: several processes of one install share it); ``settings`` are more
+    ``MARK1_*`` variables."""
     tmp = Path(tempfile.mkdtemp(prefix="mark1-bench-"))
     port = _free_port()
-    secret = secrets.token_urlsafe(48)
+    secret = secret or secrets.token_urlsafe(48)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARK1_")}
     env |= {
         "MARK1_DATA_DIR": str(tmp),
@@ -125,6 +139,7 @@ def spawn(*, database_url: str | None, broadcast_url: str | None) -> Target:
         env["MARK1_DATABASE_URL"] = database_url
     if broadcast_url:
         env["MARK1_BROADCAST_URL"] = broadcast_url
+    env |= settings or {}
     log = (tmp / "server.log").open("wb")
     process = subprocess.Popen(
         [*_mark1_command(), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT

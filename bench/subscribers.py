@@ -15,6 +15,12 @@ The parent talks to each process over a ``multiprocessing`` pipe:
 The parent publishes priming events (titled ``prime …``) until every socket
 has received one: that proves every subscription is live before the timed
 events start. Priming events are left out of the figures.
+
+With ``Plan.by_id`` (the soak, bench/soak.py) labels are not used: each socket
+judges every event id of its tenant as it arrives (``delivery.Sequence``),
+latencies go to a bounded histogram, a progress report also carries the
+lowest last id of any socket (so the parent knows when all have caught up),
+and the sockets run until the parent says stop.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from typing import Any
 
 import orjson
 import websockets
+
+from bench.delivery import Histogram, Sequence
 
 DOCUMENT = "subscription Bench { events { id type occurredAt task { id title status } } }"
 PRIME = "prime"  # titles of the priming events, left out of the figures
@@ -47,6 +55,7 @@ class Plan:
     concurrency: int
     deflate: bool
     subscribes: list[str] | None = None  # one subscribe message per token; default SUBSCRIBE
+    by_id: bool = False  # judge every event id (the soak), not the publisher's labels
 
 
 def label_and_time(value: dict[str, Any]) -> tuple[str, str]:
@@ -76,6 +85,9 @@ class Received:
     duplicates: int = 0
     out_of_order: int = 0
     errors: list[str] = field(default_factory=list)
+    # by_id: one Sequence per socket, and the latencies as a histogram.
+    sequences: list[Sequence] = field(default_factory=list)
+    histogram: Histogram = field(default_factory=Histogram)
 
 
 class _Socket:
@@ -85,6 +97,7 @@ class _Socket:
         self.seen: set[int] = set()
         self.last_event_id = 0
         self.timed = 0
+        self.sequence = Sequence()
 
 
 def run(plan: Plan, pipe: Connection) -> None:
@@ -140,6 +153,9 @@ async def _main(plan: Plan, pipe: Connection) -> None:
                     received.errors.append(str(message)[:300])
                     continue
                 (value,) = message["payload"]["data"].values()
+                if plan.by_id:
+                    judge_by_id(sock, value, arrived, len(raw))
+                    continue
                 label, stamp = label_and_time(value)
                 if label.startswith(PRIME):
                     if not sock.primed:
@@ -177,19 +193,37 @@ async def _main(plan: Plan, pipe: Connection) -> None:
         except websockets.ConnectionClosed as exc:
             received.errors.append(f"closed: {exc}")
 
+    def judge_by_id(sock: _Socket, value: dict[str, Any], arrived: float, size: int) -> None:
+        if not sock.primed:
+            sock.primed = True
+            received.primed_sockets += 1
+        sock.sequence.see(int(value["id"]))
+        received.histogram.add(arrived - datetime.fromisoformat(value["occurredAt"]).timestamp())
+        received.first_arrival = min(received.first_arrival, arrived)
+        received.last_arrival = max(received.last_arrival, arrived)
+        received.messages += 1
+        received.bytes += size
+
+    def progress() -> tuple[Any, ...]:
+        if not plan.by_id:
+            return ("progress", received.primed_sockets, received.messages)
+        lowest = min((s.sequence.last for s in sockets), default=0)
+        return ("progress", received.primed_sockets, received.messages, lowest)
+
     started = time.perf_counter()
     subscribes = plan.subscribes or [SUBSCRIBE.decode()] * len(plan.tokens)
     await asyncio.gather(*(connect(t, s) for t, s in zip(plan.tokens, subscribes, strict=True)))
     pipe.send(("connected", Connected(times, failures, time.perf_counter() - started)))
     readers = [asyncio.create_task(read(s)) for s in sockets]
-    if not sockets or plan.events == 0:
+    if not sockets or (plan.events == 0 and not plan.by_id):
         done.set()
 
     stop = asyncio.ensure_future(asyncio.to_thread(pipe.recv))
     finished = asyncio.ensure_future(done.wait())
     while not stop.done() and not finished.done():
         await asyncio.wait({stop, finished}, timeout=0.5)
-        pipe.send(("progress", received.primed_sockets, received.messages))
+        pipe.send(progress())
+    received.sequences = [s.sequence for s in sockets] if plan.by_id else []
     pipe.send(("done", received))
     if not stop.done():
         await stop  # the parent says when to hang up, so all sockets close together

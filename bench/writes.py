@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -182,6 +183,7 @@ class Fleet:
             sub=sub,
             roles=[role],
             tenant=TENANT,
+            ttl=timedelta(days=1),  # outlives any benchmark or soak
             issuer=t.issuer,
             audience=t.audience,
         )
@@ -226,6 +228,22 @@ class Fleet:
             )
             for task, token in zip(self.held, self.agent_tokens, strict=True)
         ]
+
+    def progress_and_create(self, targets: list[Target]) -> list[load.RequestFor]:
+        """``reportProgress`` on its held task and ``createTask`` in turn, one connection
+        per agent, agent i sending to ``targets[i % len(targets)]`` (the soak's writers)."""
+        self.hold_tasks()
+        out = []
+        for i, (task, token) in enumerate(zip(self.held, self.agent_tokens, strict=True)):
+            target = targets[i % len(targets)]
+            operator = self.operators[i % len(self.operators)]
+            requests = []
+            for p in range(100):
+                requests.append(_request(target, _body(REPORT, {"t": task, "p": p / 100}), token))
+                title = {"title": f"soak task {i}.{p}"}
+                requests.append(_request(target, _body(CREATE, title), operator))
+            out.append(_cycle(requests))
+        return out
 
     def heartbeat(self) -> list[load.RequestFor]:
         return [

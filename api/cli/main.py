@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -207,6 +208,77 @@ def db_downgrade(
     except CommandError as exc:
         raise typer.BadParameter(str(exc), param_hint="REVISION") from None
     typer.echo(f"database is at {', '.join(at) or 'base (no schema)'}")
+
+
+def parse_cutoff(value: str) -> int | datetime:
+    """An event id (``5000``) or an ISO-8601 time (``2026-01-31``, ``…T12:00:00+02:00``;
+    without a zone, UTC)."""
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is neither an event id nor an ISO-8601 time such as 2026-01-31T00:00:00Z",
+            param_hint="--before",
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@db_app.command("prune")
+def db_prune(
+    before: Annotated[
+        str,
+        typer.Option(
+            help="Delete events older than this: an event id (per tenant) or an ISO-8601 time."
+        ),
+    ],
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant (default: all).")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Events per DELETE transaction.")] = 1000,
+    dry_run: Annotated[bool, typer.Option(help="Say what would go; delete nothing.")] = False,
+) -> None:
+    """Delete old events from the outbox, in batches; the newest event of each tenant stays.
+
+    A client resuming after a pruned id gets EVENTS_PRUNED (with oldestEventId)."""
+    from api.db.retention import Progress, exclusive, plan, prune
+
+    cutoff = parse_cutoff(before)
+    shown = {"at": time.monotonic()}
+
+    def progress(p: Progress) -> None:
+        now = time.monotonic()
+        if p.tenant_deleted < p.tenant_planned and now - shown["at"] < 1:
+            return
+        shown["at"] = now
+        typer.echo(
+            f"tenant {p.tenant}: {p.tenant_deleted:,}/{p.tenant_planned:,} deleted "
+            f"({p.deleted:,}/{p.planned:,} in all)"
+        )
+
+    async def go(db: Database) -> int:
+        if dry_run:
+            plans = await plan(db, before=cutoff, tenant=tenant)
+            for p in plans:
+                typer.echo(
+                    f"tenant {p.tenant}: would delete {p.count:,} events "
+                    f"(ids {p.oldest} to {p.keep_from - 1}; oldest kept {p.keep_from})"
+                )
+            return sum(p.count for p in plans)
+        async with exclusive(db, wait=False) as free:
+            if free:
+                return await prune(db, before=cutoff, tenant=tenant, batch=batch, progress=progress)
+        typer.echo("another prune is running (a server's retention job?); waiting for it")
+        async with exclusive(db, wait=True):
+            return await prune(db, before=cutoff, tenant=tenant, batch=batch, progress=progress)
+
+    count = _on_database(go)
+    if dry_run:
+        typer.echo(f"would prune {count:,} events (nothing deleted)")
+    elif count:
+        typer.echo(f"pruned {count:,} events; the newest event of each tenant is always kept")
+    else:
+        typer.echo("nothing to prune")
 
 
 @app.command()

@@ -143,6 +143,13 @@ async def list_events(
     return [event_record(r) for r in (await session.execute(stmt)).scalars()]
 
 
+async def oldest_event_id(session: AsyncSession, *, tenant: str) -> int | None:
+    """The oldest id kept (older ones were pruned: api/db/retention.py); None without events."""
+    stmt = select(func.min(EventRow.id)).where(col(EventRow.tenant) == tenant)
+    found = (await session.execute(stmt)).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
 async def count_events(session: AsyncSession, *, tenant: str, query: EventQuery) -> int:
     stmt = select(func.count()).select_from(EventRow).where(*_filtered(tenant, query, None))
     return int((await session.execute(stmt)).scalar_one())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from api.db import agents as agent_rows
 from api.db import events as event_rows
 from api.db import tasks as task_rows
@@ -20,7 +22,7 @@ from api.domain import (
     WorkflowState,
     WorkflowStatus,
 )
-from api.errors import BadUserInput
+from api.errors import BadUserInput, EventsPruned
 from api.services import validation
 
 
@@ -128,6 +130,7 @@ class ReadService:
             rows = await event_rows.list_events(
                 s, tenant=tenant, query=query, after=after_id, limit=first + 1
             )
+            await _not_pruned(s, tenant, after_id)
             total = await event_rows.count_events(s, tenant=tenant, query=query) if count else None
         return make_page(rows, first, lambda r: str(r.id), total)
 
@@ -135,9 +138,11 @@ class ReadService:
         self, tenant: str, after: int, limit: int, query: EventQuery | None = None
     ) -> list[EventRecord]:
         async with self._db.session() as s:
-            return await event_rows.list_events(
+            records = await event_rows.list_events(
                 s, tenant=tenant, query=query or EventQuery(), after=after, limit=limit
             )
+            await _not_pruned(s, tenant, after)
+        return records
 
     async def latest_event(self, tenant: str, query: EventQuery) -> EventRecord | None:
         async with self._db.session() as s:
@@ -154,6 +159,21 @@ class ReadService:
                 await task_rows.count_by_status(s, tenant=tenant),
                 await agent_rows.count_by_status(s, tenant=tenant),
             )
+
+
+async def _not_pruned(session: AsyncSession, tenant: str, after: int | None) -> None:
+    """Raise EventsPruned when events after the cursor ``after`` were pruned.
+
+    Asked after reading the events: a prune only ever moves the oldest kept id
+    up, so one that finished before the read shows here, and the read cannot
+    have skipped its events unnoticed. ``after`` 0 means "from the start of what
+    is kept" and is never refused.
+    """
+    if not after:
+        return
+    oldest = await event_rows.oldest_event_id(session, tenant=tenant)
+    if oldest is not None and oldest > after + 1:
+        raise EventsPruned(after, oldest)
 
 
 def parse_event_id(value: str | None) -> int | None:

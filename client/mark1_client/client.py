@@ -158,9 +158,15 @@ class Mark1Client:
         return decode(Viewer, (await self._query(doc.ME))["me"])
 
     async def head(self) -> str:
-        """The id of the tenant's newest event ("0" when there is none)."""
-        data = await self._query(doc.HEAD)
-        return str(data["events"]["totalCount"])
+        """The id of the tenant's newest event ("0" when there is none).
+
+        Ids are the tenant's sequence and pruning removes only the oldest, so the kept
+        ones run without a hole from the oldest: the newest is oldest + count - 1.
+        """
+        events = (await self._query(doc.HEAD))["events"]
+        if not events["totalCount"]:
+            return "0"
+        return str(int(events["edges"][0]["node"]["id"]) + events["totalCount"] - 1)
 
     async def task(self, id: str) -> Task | None:
         found = (await self._query(doc.TASK, {"id": id}))["task"]

@@ -51,7 +51,7 @@ EVENTS = (
     f"{{ events(filter: $filter, first: $first, after: $after) {{ {_page(Event)} }} }}"
 )
 # Event ids start at 1 and are consecutive per tenant (DESIGN.md), so the count is the head.
-HEAD = "query Head { events(first: 0) { totalCount } }"
+HEAD = "query Head { events(first: 1) { edges { node { id } } totalCount } }"
 SYSTEM_METRICS = f"query SystemMetrics {{ systemMetrics {{ {selection(SystemMetrics)} }} }}"
 
 CREATE_TASK = (

@@ -10,6 +10,8 @@
      ├── Unavailable              UNAVAILABLE       the database is unreachable; .retry_after
      ├── Internal                 INTERNAL          anything unexpected on the server
      ├── SlowConsumer             SLOW_CONSUMER     .last_event_id to resume from
+     ├── EventsPruned             EVENTS_PRUNED     the cursor is older than the oldest event
+     │                                              kept; .oldest_event_id
      ├── PersistedQueryNotFound   PERSISTED_QUERY_NOT_FOUND
      └── ClientError                                raised by the SDK itself, no server code
           ├── TransportError                        no answer; .request_sent says whether the
@@ -97,6 +99,18 @@ class SlowConsumer(Mark1Error):
         return None if value is None else str(value)
 
 
+class EventsPruned(Mark1Error):
+    """Events after the cursor were pruned: rebuild what you derive from events (queries),
+    then resume after ``oldest_event_id - 1``, or live."""
+
+    default_code = "EVENTS_PRUNED"
+
+    @property
+    def oldest_event_id(self) -> str | None:
+        value = self.extensions.get("oldestEventId")
+        return None if value is None else str(value)
+
+
 class PersistedQueryNotFound(Mark1Error):
     default_code = "PERSISTED_QUERY_NOT_FOUND"
 
@@ -142,6 +156,7 @@ _BY_CODE: dict[str, type[Mark1Error]] = {
         Unavailable,
         Internal,
         SlowConsumer,
+        EventsPruned,
         PersistedQueryNotFound,
     )
     if cls.default_code is not None
