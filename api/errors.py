@@ -91,6 +91,8 @@ class PersistedQueryNotAllowed(Mark1Error):
     """Trusted-documents mode: the request names no document of the manifest."""
 
     code = "PERSISTED_QUERY_NOT_ALLOWED"
+
+
 class EventsPruned(Mark1Error):
     code = "EVENTS_PRUNED"
 
