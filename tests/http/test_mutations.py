@@ -222,8 +222,9 @@ async def test_background_sweeper_takes_silent_agent_offline_and_requeues(
         quick = settings.model_copy(
             update={
                 "database_url": url,
-                "heartbeat_timeout": 1.0,
-                "offline_after": 4.0,
+                # Seconds apart, so a stalled sweep cannot skip UNHEALTHY.
+                "heartbeat_timeout": 1.5,
+                "offline_after": 5.0,
                 "sweep_interval": 0.1,
             }
         )
@@ -256,12 +257,15 @@ async def _go_silent(api: Api) -> None:
              edges { node { actor data } } } }""",
         {"a": agent["id"]},
     )
-    assert [e["node"]["data"]["to"] for e in changes["events"]["edges"]] == [
-        "BUSY",
-        "UNHEALTHY",
-        "OFFLINE",
-    ]
-    assert {e["node"]["actor"] for e in changes["events"]["edges"][1:]} == {"system:sweeper"}
+    # On a loaded machine the set-up itself can outlast HEARTBEAT_TIMEOUT, so the agent
+    # may have gone UNHEALTHY once before its claim made it BUSY: judge what followed
+    # the claim.
+    edges = changes["events"]["edges"]
+    transitions = [e["node"]["data"]["to"] for e in edges]
+    assert "BUSY" in transitions, transitions
+    claimed = len(transitions) - 1 - transitions[::-1].index("BUSY")
+    assert transitions[claimed:] == ["BUSY", "UNHEALTHY", "OFFLINE"], transitions
+    assert {e["node"]["actor"] for e in edges[claimed + 1 :]} == {"system:sweeper"}
     # A heartbeat brings it back.
     back = await api.ok(
         "mutation($a: ID!) { heartbeat(agentId: $a) { status } }",
