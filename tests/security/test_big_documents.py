@@ -29,7 +29,11 @@ async def test_a_huge_subscription_document_is_refused_while_others_are_answered
         refused = await attacker.next_for("huge", within=10)
 
     assert pong["type"] == "pong"
-    # Parsing 900 KB without the token limit took seconds; with it, a blink.
-    assert answered_in < 1.0, f"the event loop stalled for {answered_in:.2f}s"
     assert refused["type"] == "error"
     assert refused["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    # The parser gave up at the token limit rather than reading 900 KB...
+    assert "tokens" in refused["payload"][0]["message"], refused
+    # ...so the loop was free. Parsing the whole document takes over 10 s on this
+    # machine (and validating its 300,000 fields far longer); a loaded machine may
+    # make the ping itself take a second or two, which is why the bound is loose.
+    assert answered_in < 5.0, f"the event loop stalled for {answered_in:.2f}s"
