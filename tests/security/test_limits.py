@@ -323,7 +323,8 @@ async def test_connection_init_timeout(tight: LiveServer, bystander_check: None)
     ws = await WSClient.connect(tight.ws_url, init=False)
     started = time.monotonic()
     assert await closed_with(ws.ws, within=5) == 4408
-    assert 0.4 <= time.monotonic() - started < 2.0
+    # The 0.5 s timeout, not the 5 s of waiting above; loose above for a loaded machine.
+    assert 0.4 <= time.monotonic() - started < 4.0
 
 
 async def test_connection_init_timeout_on_the_legacy_protocol(tight: LiveServer) -> None:
