@@ -41,6 +41,11 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self.http_streams = Gauge(
+            "mark1_http_streams_open",
+            "Open subscription streams over HTTP (graphql-sse and multipart)",
+            registry=self.registry,
+        )
         self.subscriptions = Gauge(
             "mark1_subscriptions_active",
             "Active subscription operations",
