@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -232,3 +233,27 @@ async def test_closing_the_stream_ends_its_operations_and_its_reservation(
         await subscribed(server, 2)
     await all_closed(server)
     assert (await start(client, server, reservation, "c", TASKS)).status_code == 404
+
+
+async def test_at_the_tokens_expiry_every_operation_ends_with_unauthenticated_then_the_stream(
+    client: httpx.AsyncClient, server: LiveServer, tenant: str
+) -> None:
+    short = server.token("VIEWER", tenant=tenant, ttl=timedelta(seconds=2))
+    reservation = await reserve(client, server, short)
+    async with connected(client, server, reservation) as stream:
+        for op in ("a", "b"):
+            assert (await start(client, server, reservation, op, TASKS)).status_code == 202
+        ended = [await stream.next(within=10) for _ in range(4)]
+        await stream.ended()
+    expired = {"message": "Token expired", "extensions": {"code": "UNAUTHENTICATED"}}
+    assert sorted((e.event, e.data["id"]) for e in ended if e is not None) == [
+        ("complete", "a"),
+        ("complete", "b"),
+        ("next", "a"),
+        ("next", "b"),
+    ]
+    for event in ended:
+        assert event is not None
+        if event.event == "next":
+            assert event.data["payload"] == {"data": None, "errors": [expired]}
+    await all_closed(server)
