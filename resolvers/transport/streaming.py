@@ -9,7 +9,9 @@ subject's MAX_SOCKETS_PER_SUBJECT slots taken, the same slots WebSockets use
 its operations' messages straight to the server's ``send``, so a client that
 stops reading back-pressures them as a socket does (their buffers fill and they
 end with SLOW_CONSUMER); that writes a keep-alive every HTTP_STREAM_KEEPALIVE
-seconds; and that ends when the client disconnects, when the token expires (each
+seconds (one still unwritten after WS_PING_TIMEOUT ends the stream, as an
+unanswered ping closes a socket); and that ends when the client disconnects,
+when the token expires (each
 operation first ends with UNAUTHENTICATED, where a socket is closed with 4403)
 or, for a stream of one operation, when that operation ends. However it ends, its
 operations are cancelled and awaited, and its slot and gauge given back.
@@ -168,6 +170,7 @@ class HTTPStreams:
         self.runtime = runtime
         self.metrics = runtime.metrics
         self.keepalive = runtime.settings.http_stream_keepalive
+        self.stall_timeout = runtime.settings.ws_ping_timeout
         self.slots = slots
         self._schema = schema
         self._multiplexer = multiplexer
@@ -291,6 +294,7 @@ class HTTPStream:
         self._sealed = False  # ending: operations may not write any more
         self._released = False
         self._disconnected = False
+        self._stalled = False
         self._expired = False
 
     # -- operations --------------------------------------------------------
@@ -388,14 +392,15 @@ class HTTPStream:
             await self._ended.wait()
             finished = True
         finally:
-            # Cancelled (the server is shutting down): the response just stops, and
-            # clients reconnect as they do after a dropped connection.
+            # Cancelled (the server is shutting down), or a client that stopped reading:
+            # the response just stops (uvicorn closes the connection), and clients
+            # reconnect as they do after a dropped connection.
             for task in helpers:
                 await _cancel(task)
             framings = await self._stop_operations()
             metrics.http_streams.dec()
             self._release()
-        if finished and not self._disconnected:
+        if finished and not (self._disconnected or self._stalled):
             if self._expired:
                 for framing in framings:
                     await _write_all(self._write, framing.failed(_TOKEN_EXPIRED))
@@ -432,9 +437,23 @@ class HTTPStream:
         self._ended.set()
 
     async def _keep_alive(self) -> None:
+        """A keep-alive every HTTP_STREAM_KEEPALIVE seconds. One that cannot be written
+        within WS_PING_TIMEOUT means the client stopped reading or is gone without a
+        word (no FIN): the stream ends, as a socket that leaves a ping unanswered."""
+        streams = self._streams
         while True:
-            await asyncio.sleep(self._streams.keepalive)
-            await self._write(self._wire.heartbeat)
+            await asyncio.sleep(streams.keepalive)
+            try:
+                await asyncio.wait_for(self._write(self._wire.heartbeat), streams.stall_timeout)
+            except TimeoutError:
+                log.warning(
+                    "HTTP stream of %s: nothing could be written for %g s; closing it",
+                    self.subject,
+                    streams.stall_timeout,
+                )
+                self._stalled = True
+                self._ended.set()
+                return
 
     async def _until_expiry(self) -> None:
         """The token's ``exp`` ends the stream (no leeway for open streams, as for sockets)."""

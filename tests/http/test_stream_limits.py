@@ -141,3 +141,28 @@ async def test_mutations_over_sse_are_rate_limited_and_bodies_over_the_limit_ref
     assert error["extensions"]["retryAfter"] > 0
     assert too_big.status_code == 413
     await all_closed(server)
+
+
+async def test_a_client_that_stops_reading_for_good_loses_its_stream_and_everything_it_held(
+    module_settings: Settings, tenant: str
+) -> None:
+    with serving(module_settings, http_stream_keepalive=0.1, ws_ping_timeout=0.5) as server:
+        viewer = server.token("VIEWER", tenant=tenant)
+        transport = httpx.AsyncHTTPTransport(
+            socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)]
+        )
+        async with (
+            httpx.AsyncClient(timeout=30, transport=transport) as stalled,
+            sse(stalled, server, viewer, BIG),
+        ):
+            await subscribed(server, 1)
+            await commit_tasks(
+                server,
+                tenant,
+                EVENTS,
+                publisher=PacedPublisher(server.runtime.bus),
+                per_transaction=20,
+                input={"blob": "x" * 60_000},
+            )
+            # Never reads again: the server lets go of it all the same.
+            await all_closed(server)
