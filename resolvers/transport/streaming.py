@@ -321,8 +321,7 @@ class HTTPStream:
 
     async def _run(self, op_id: str, params: GraphQLParams, framing: Framing, method: str) -> None:
         if op_id:
-            name = params.operation_name
-            log_context.bind_operation(op_id, name)
+            log_context.bind_operation(op_id, params.operation_name)
         try:
             await self._streams.run_operation(
                 framing, self.write, self.context, params, method=method, label=op_id or "(one)"
@@ -401,11 +400,20 @@ class HTTPStream:
             metrics.http_streams.dec()
             self._release()
         if finished and not (self._disconnected or self._stalled):
-            if self._expired:
-                for framing in framings:
-                    await _write_all(self._write, framing.failed(_TOKEN_EXPIRED))
-            await self._write(self._wire.closing)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # Bounded as the keep-alives are: a client that stopped reading just now
+            # must not hold this request for ever (uvicorn closes it on the way out).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._streams.stall_timeout):
+                    await self._finish(framings)
+
+    async def _finish(self, running: list[Framing]) -> None:
+        """The last words: at expiry each operation still running ends with UNAUTHENTICATED."""
+        assert self._send is not None
+        if self._expired:
+            for framing in running:
+                await _write_all(self._write, framing.failed(_TOKEN_EXPIRED))
+        await self._write(self._wire.closing)
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def discard(self) -> None:
         """End a stream no request served (a reservation that lapsed, or shutdown)."""
