@@ -10,6 +10,7 @@ A request or socket flows through them in this order:
 - ``multipart``    subscriptions over multipart HTTP (Apollo's protocol)
 - ``streaming``    what both HTTP streams share: auth, slots, keep-alive, expiry,
                    disconnects, running an operation on the multiplexer or strawberry
+- ``params``       the GraphQL request an HTTP stream reads, and its refusals
 - ``graphiql``     the GraphiQL page a browser gets on GET
 - ``policy``       socket policy: origin allow-list, message size, auth at
                    connection_init, socket accounting, expiry timers, close codes

@@ -23,12 +23,11 @@ from starlette.responses import Response
 
 from resolvers.member import Framing
 from resolvers.transport.admission import DocumentRejected, chosen_operation
+from resolvers.transport.params import StreamRefused, read_params
 from resolvers.transport.streaming import (
     HTTPStream,
     HTTPStreams,
-    StreamRefused,
     Wire,
-    read_params,
 )
 
 BOUNDARY = "graphql"

@@ -33,12 +33,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from resolvers.member import Framing
+from resolvers.transport.params import StreamRefused, read_params
 from resolvers.transport.streaming import (
     HTTPStream,
     HTTPStreams,
-    StreamRefused,
     Wire,
-    read_params,
 )
 
 TOKEN_HEADER = "x-graphql-event-stream-token"

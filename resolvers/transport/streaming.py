@@ -36,9 +36,8 @@ from typing import Any
 
 import orjson
 import strawberry
-from graphql import GraphQLError, GraphQLFormattedError, OperationType
+from graphql import GraphQLError, OperationType
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
@@ -53,6 +52,7 @@ from resolvers.member import Framing, SendText
 from resolvers.multiplex import Multiplexer, failure_of, payload_of
 from resolvers.transport.admission import DocumentRejected, chosen_operation
 from resolvers.transport.failures import operation_failed
+from resolvers.transport.params import GraphQLParams, StreamRefused
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +64,6 @@ _TOKEN_EXPIRED = orjson.dumps(
 
 
 @dataclass(frozen=True)
-class GraphQLParams:
-    """One GraphQL request as it arrived; ``query`` is checked when the operation runs."""
-
-    query: object
-    variables: dict[str, Any] | None
-    operation_name: str | None
-    extensions: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
 class Wire:
     """What a stream format writes around its operations' messages."""
 
@@ -81,67 +71,6 @@ class Wire:
     opening: str  # written at once, so the headers and a first byte get through proxies
     heartbeat: str  # every HTTP_STREAM_KEEPALIVE seconds
     closing: str  # when the server ends the response (not when the client left)
-
-
-class StreamRefused(Exception):
-    """A request answered with an HTTP status and one error instead of a stream."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error: GraphQLFormattedError = {"message": message, "extensions": {"code": code}}
-        self.headers = dict(headers or {})
-
-    @classmethod
-    def of(cls, status: int, error: Mark1Error, **headers: str) -> StreamRefused:
-        return cls(status, error.code, error.message, headers)
-
-    def response(self) -> Response:
-        return Response(
-            orjson.dumps({"errors": [self.error]}),
-            status_code=self.status,
-            media_type="application/json",
-            headers=self.headers,
-        )
-
-
-def _json(text: str | bytes, what: str) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise StreamRefused(400, "BAD_USER_INPUT", f"{what} is not valid JSON") from None
-
-
-async def read_params(request: Request) -> GraphQLParams:
-    """The GraphQL request: the query string of a GET, the JSON body of anything else.
-
-    Every HTTP stream reads its document here and nowhere else, so persisted
-    documents (``extensions.persistedQuery``) can be resolved in this one place.
-    Raises StreamRefused (400, 415) for a request that is not a GraphQL request.
-    """
-    raw: Any
-    if request.method == "GET":
-        raw = dict(request.query_params)
-        for key in ("variables", "extensions"):
-            raw[key] = _json(raw[key], key) if raw.get(key) else None
-    else:
-        if "application/json" not in request.headers.get("content-type", ""):
-            raise StreamRefused(415, "BAD_USER_INPUT", "The body must be application/json")
-        raw = _json(await request.body(), "The body")
-        if not isinstance(raw, dict):
-            raise StreamRefused(400, "BAD_USER_INPUT", "The body must be a JSON object")
-    variables, extensions, name = (
-        raw.get("variables"),
-        raw.get("extensions"),
-        raw.get("operationName"),
-    )
-    if not isinstance(variables, dict | None) or not isinstance(extensions, dict | None):
-        raise StreamRefused(400, "BAD_USER_INPUT", "variables and extensions must be objects")
-    if not isinstance(name, str | None):
-        raise StreamRefused(400, "BAD_USER_INPUT", "operationName must be a string")
-    return GraphQLParams(raw.get("query"), variables, name, extensions)
 
 
 async def _write_all(write: SendText, texts: list[str]) -> None:
