@@ -80,7 +80,7 @@ class GraphQLEndpoint(GraphQLOverHTTP):
             )
         self.documents = PersistedDocuments(manifest)
         """Which document a request runs (persisted.py); every transport asks it first."""
-        streams = HTTPStreams(runtime, schema, self.multiplexer, runtime.sockets)
+        streams = HTTPStreams(runtime, schema, self.multiplexer, runtime.sockets, self.documents)
         self.sse = GraphQLOverSSE(streams, reservation_timeout=s.ws_init_timeout)
         self.multipart = MultipartSubscriptions(streams)
 

@@ -106,7 +106,9 @@ class MultipartSubscriptions:
         ):
             return None
         try:
-            params = await read_params(request)
+            params = await read_params(request, self._streams.documents)
+            if params.refused is not None:
+                return None  # GraphQL over HTTP refuses the document the same way
             kind = chosen_operation(
                 params.query, params.operation_name, max_tokens=self._max_tokens
             )

@@ -1,9 +1,12 @@
 """The GraphQL request of an HTTP subscription stream, and how such a request is refused.
 
 ``read_params`` is the one place SSE and multipart read a document (the query
-string of a GET, the JSON body of a POST), so persisted documents can be
-resolved there for every HTTP stream. A request that cannot be served is a
-``StreamRefused``: an HTTP status and one error with its ``extensions.code``.
+string of a GET, the JSON body of a POST), and resolves it through the
+persisted documents (persisted.py: APQ hash, ``documentId``, trusted-documents
+mode) as every other transport does. A request that cannot be served at all is
+a ``StreamRefused``: an HTTP status and one error with its ``extensions.code``;
+a document that may not run travels in ``GraphQLParams.refused``, for the
+operation to end with (SSE) or for GraphQL over HTTP to answer (multipart).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.errors import Mark1Error
+from resolvers.transport.persisted import PersistedDocuments
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class GraphQLParams:
     variables: dict[str, Any] | None
     operation_name: str | None
     extensions: dict[str, Any] | None
+    refused: Mark1Error | None = None  # a persisted document that may not run
 
 
 class StreamRefused(Exception):
@@ -61,11 +66,10 @@ def _json(text: str | bytes, what: str) -> Any:
         raise StreamRefused(400, "BAD_USER_INPUT", f"{what} is not valid JSON") from None
 
 
-async def read_params(request: Request) -> GraphQLParams:
-    """The GraphQL request: the query string of a GET, the JSON body of anything else.
+async def read_params(request: Request, documents: PersistedDocuments) -> GraphQLParams:
+    """The GraphQL request: the query string of a GET, the JSON body of anything else,
+    with the text of the document it names.
 
-    Every HTTP stream reads its document here and nowhere else, so persisted
-    documents (``extensions.persistedQuery``) can be resolved in this one place.
     Raises StreamRefused (400, 415) for a request that is not a GraphQL request.
     """
     raw: Any
@@ -88,4 +92,11 @@ async def read_params(request: Request) -> GraphQLParams:
         raise StreamRefused(400, "BAD_USER_INPUT", "variables and extensions must be objects")
     if not isinstance(name, str | None):
         raise StreamRefused(400, "BAD_USER_INPUT", "operationName must be a string")
-    return GraphQLParams(raw.get("query"), variables, name, extensions)
+    query = raw.get("query")
+    try:
+        text = documents.document(
+            query=query, extensions=extensions, document_id=raw.get("documentId")
+        )
+    except Mark1Error as refused:
+        return GraphQLParams(None, variables, name, extensions, refused=refused)
+    return GraphQLParams(query if text is None else text, variables, name, extensions)

@@ -142,7 +142,7 @@ class GraphQLOverSSE:
 
     async def _distinct(self, request: Request) -> HTTPStream:
         context = await self._streams.admit(request)
-        params = await read_params(request)
+        params = await read_params(request, self._streams.documents)
         stream = await self._streams.open(context, WIRE, one_operation=True)
         stream.start("", params, DistinctFraming(), method=request.method)
         return stream
@@ -194,7 +194,7 @@ class GraphQLOverSSE:
 
     async def _operation(self, request: Request, token: str) -> Response:
         stream = await self._reservation(request, token)
-        params = await read_params(request)
+        params = await read_params(request, self._streams.documents)
         op_id = (params.extensions or {}).get("operationId")
         if not isinstance(op_id, str) or not op_id:
             raise StreamRefused(400, "BAD_USER_INPUT", "Operation ID is missing")

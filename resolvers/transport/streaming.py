@@ -53,6 +53,7 @@ from resolvers.multiplex import Multiplexer, failure_of, payload_of
 from resolvers.transport.admission import DocumentRejected, chosen_operation
 from resolvers.transport.failures import operation_failed
 from resolvers.transport.params import GraphQLParams, StreamRefused
+from resolvers.transport.persisted import PersistedDocuments, refusal
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,10 @@ class HTTPStreams:
         schema: strawberry.Schema,
         multiplexer: Multiplexer,
         slots: SocketSlots,
+        documents: PersistedDocuments,
     ) -> None:
         self.runtime = runtime
+        self.documents = documents
         self.metrics = runtime.metrics
         self.keepalive = runtime.settings.http_stream_keepalive
         self.stall_timeout = runtime.settings.ws_ping_timeout
@@ -142,6 +145,10 @@ class HTTPStreams:
         label: str,
     ) -> None:
         """Run one operation to its end, writing its messages in ``framing``."""
+        if params.refused is not None:
+            # As over a socket: the operation ends with the refusal, the stream goes on.
+            await _write_all(write, framing.rejected([refusal(params.refused)]))
+            return
         try:
             kind = chosen_operation(
                 params.query, params.operation_name, max_tokens=self._max_tokens

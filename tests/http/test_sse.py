@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
@@ -27,6 +29,10 @@ TASKS = "subscription { taskUpdates { title status } }"
 EVENTS = "subscription($after: ID) { events(after: $after) { id type task { title } } }"
 PROGRESS = "subscription($w: ID!) { workflowProgress(workflowId: $w) { workflow { status } } }"
 KEEPALIVE = 0.2
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +237,32 @@ async def test_at_the_tokens_expiry_the_stream_ends_with_unauthenticated_then_co
         {"message": "Token expired", "extensions": {"code": "UNAUTHENTICATED"}}
     ]
     await until(lambda: streams_open(server) == 0, 5, "the expired stream to close")
+
+
+async def test_persisted_queries_round_trip_over_sse(
+    client: httpx.AsyncClient, server: LiveServer, tenant: str
+) -> None:
+    query = f"query Apq{uuid.uuid4().hex} {{ me {{ tenant }} }}"
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": sha256(query)}}
+    viewer = server.token("VIEWER", tenant=tenant)
+    headers = {"Accept": SSE, "Authorization": f"Bearer {viewer}"}
+
+    async def ask(body: dict[str, object]) -> object:
+        async with client.stream("POST", server.url, json=body, headers=headers) as response:
+            events = EventStream(response)
+            result = await events.expect("next")
+            await events.expect("complete")
+            return result
+
+    missing = await ask({"extensions": extensions})
+    assert missing == {
+        "errors": [
+            {
+                "message": "PersistedQueryNotFound",
+                "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"},
+            }
+        ]
+    }
+    expected = {"data": {"me": {"tenant": tenant}}}
+    assert await ask({"query": query, "extensions": extensions}) == expected
+    assert await ask({"extensions": extensions}) == expected
