@@ -112,8 +112,12 @@ class GraphQLOverSSE:
 
     async def respond(self, request: Request) -> Response | HTTPStream | None:
         """The answer to a graphql-sse request, or None when this is not one."""
-        token = request.headers.get(TOKEN_HEADER) or request.query_params.get(TOKEN_QUERY)
         wants_stream = accepts_event_stream(request.headers.get("accept", ""))
+        token = request.headers.get(TOKEN_HEADER)
+        if token is None and wants_stream:
+            # Only EventSource, which cannot send headers, puts it in the URL; any other
+            # `?token=` is not ours (GraphiQL takes a JWT from its page's URL).
+            token = request.query_params.get(TOKEN_QUERY)
         method = request.method
         if method not in ("PUT", "DELETE") and token is None and not wants_stream:
             return None

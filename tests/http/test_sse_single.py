@@ -257,3 +257,21 @@ async def test_at_the_tokens_expiry_every_operation_ends_with_unauthenticated_th
         if event.event == "next":
             assert event.data["payload"] == {"data": None, "errors": [expired]}
     await all_closed(server)
+
+
+async def test_an_event_source_presents_its_token_in_the_url_and_no_one_else_does(
+    client: httpx.AsyncClient, server: LiveServer, tenant: str
+) -> None:
+    viewer = server.token("VIEWER", tenant=tenant)
+    reservation = await reserve(client, server, viewer)
+    params = {"token": reservation}
+    async with client.stream("GET", server.url, params=params, headers={"Accept": SSE}) as stream:
+        assert stream.status_code == 200
+        assert (
+            await start(client, server, reservation, "q", "{ me { tenant } }")
+        ).status_code == 202
+        assert (await EventStream(stream).expect("next"))["id"] == "q"
+    # A browser opening GraphiQL with a JWT in its URL gets GraphiQL, not this protocol.
+    page = await client.get(server.url, params={"token": viewer}, headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
