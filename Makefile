@@ -20,7 +20,7 @@ frontend:
 	else echo "npm not found: skipping the dashboard build (the API works without it)"; fi
 
 # Real JavaScript clients the tests drive (graphql-ws, subscriptions-transport-ws, graphql-http audit,
-# Apollo Client's persisted-query link).
+# Apollo Client's persisted-query link and multipart subscriptions, graphql-sse, urql).
 clients:
 	@if command -v npm >/dev/null 2>&1; then \
 		npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error; \

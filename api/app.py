@@ -39,6 +39,7 @@ from api.services.workflows import WorkflowService
 from api.settings import Settings
 from resolvers.schema import build_schema
 from resolvers.transport import GraphQLEndpoint
+from resolvers.transport.sse import TOKEN_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if retention is not None:
                 await retention.stop()
             await sweeper.stop()
-            await graphql.multiplexer.close()
+            await graphql.close()
             if runtime.cluster is not None:
                 await runtime.cluster.stop()
             await runtime.bus.stop()
@@ -135,7 +136,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     healthz, readyz, metrics = routes_for(runtime)
     routes: list[Route | WebSocketRoute | Mount] = [
-        Route("/graphql", graphql, methods=["GET", "POST"]),
+        # PUT and DELETE: graphql-sse's single-connection mode (resolvers/transport/sse.py).
+        Route("/graphql", graphql, methods=["GET", "POST", "PUT", "DELETE"]),
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -157,8 +159,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
-                allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type"],
+                allow_methods=["GET", "POST", "PUT", "DELETE"],
+                allow_headers=["authorization", "content-type", TOKEN_HEADER],
             )
         )
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

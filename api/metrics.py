@@ -41,6 +41,12 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self.http_streams = Gauge(
+            "mark1_http_streams_open",
+            "Open subscription streams over HTTP (graphql-sse and multipart)",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         self.subscriptions = Gauge(
             "mark1_subscriptions_active",
             "Active subscription operations",
@@ -136,10 +142,14 @@ class Metrics:
 
     def figures(self) -> dict[str, int]:
         """What this process shares with the others for ``systemMetrics`` (api/cluster/)."""
-        shared = {"c": self.value(self.sockets), "n": self.value(self.subscriptions)}
+        shared = {"c": self.connections(), "n": self.value(self.subscriptions)}
         shared |= {f"p:{t}": n for t, n in self._published_by_tenant.items()}
         shared |= {f"d:{t}": n for t, n in self._delivered_by_tenant.items()}
         return shared
+
+    def connections(self) -> int:
+        """Open client connections: WebSockets and HTTP subscription streams alike."""
+        return self.value(self.sockets) + self.value(self.http_streams)
 
     def tenant_counts(self, tenant: str) -> tuple[int, int]:
         """Events published and delivered by this process for one tenant."""

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # ws_ping_timeout seconds is closed with 1011 (README: A client that stops reading).
     ws_ping_interval: float = Field(default=20.0, gt=0)
     ws_ping_timeout: float = Field(default=20.0, gt=0)
+    # A comment line (SSE) or an empty part (multipart) this often on every HTTP
+    # subscription stream, so proxies that cut idle responses keep it open.
+    http_stream_keepalive: float = Field(default=12.0, gt=0, le=300)
     max_query_depth: int = Field(default=12, ge=1)
     max_aliases: int = Field(default=30, ge=1)
     max_tokens: int = Field(default=2000, ge=1)

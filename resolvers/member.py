@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -37,8 +38,41 @@ SendText = Callable[[str], Awaitable[None]]
 Outgoing = tuple[str, EventRecord | None]
 
 
-class Framing:
-    """How one protocol wraps a result, a failure and the end of an operation."""
+class Framing(ABC):
+    """How one wire format wraps a result, a failure and the end of an operation.
+
+    Each message is one whole write (a frame, an SSE event, a multipart part), so
+    writers never interleave inside one. Implementations: ``SocketFraming`` for both
+    WebSocket protocols, and one per HTTP stream format in resolvers/transport/.
+    """
+
+    complete: str
+    """The operation ended normally ("" when the end of the response says it)."""
+
+    @abstractmethod
+    def data(self, payload: str) -> str:
+        """One result; ``payload`` is the serialised execution result."""
+
+    @abstractmethod
+    def failed(self, errors: str) -> list[str]:
+        """The operation ends because of ``errors`` (a JSON list) raised while it ran."""
+
+    @abstractmethod
+    def rejected(self, errors: list[GraphQLFormattedError]) -> list[str]:
+        """The document could not run (validation, permissions at subscribe)."""
+
+    def internal(self) -> list[str]:
+        """The operation failed inside the server (resolvers/transport/failures.py)."""
+        return self.failed(orjson.dumps([internal_error()]).decode())
+
+
+def internal_error() -> GraphQLFormattedError:
+    """The masked error an operation that failed inside the server ends with."""
+    return GraphQLError("Internal server error", extensions={"code": "INTERNAL"}).formatted
+
+
+class SocketFraming(Framing):
+    """graphql-transport-ws or, with ``legacy``, subscriptions-transport-ws messages."""
 
     def __init__(self, op_id: str, *, legacy: bool) -> None:
         quoted = orjson.dumps(op_id).decode()
@@ -56,26 +90,19 @@ class Framing:
         return self._data + payload + "}"
 
     def failed(self, errors: str) -> list[str]:
-        """The operation ends because of ``errors`` (a JSON list) raised while it ran.
-
-        graphql-transport-ws ends it with ``error``; the legacy protocol, as
-        subscriptions-transport-ws's own server, with ``data`` carrying the errors
-        and null data, then ``complete``.
-        """
+        """graphql-transport-ws ends the operation with ``error``; the legacy protocol,
+        as subscriptions-transport-ws's own server, with ``data`` carrying the errors
+        and null data, then ``complete``."""
         if self.legacy:
             return [self._data + '{"data":null,"errors":' + errors + "}}", self.complete]
         return [self._error + errors + "}"]
 
     def internal(self) -> list[str]:
-        """The operation failed inside the server: ``error`` INTERNAL on both protocols
-        (resolvers/transport/failures.py)."""
-        # The same masked error as resolvers/transport/failures.py:internal_error (which
-        # this module cannot import: the transport package imports the multiplexer).
-        error = GraphQLError("Internal server error", extensions={"code": "INTERNAL"})
-        return self.rejected([error.formatted])
+        """``error`` INTERNAL on both protocols (resolvers/transport/failures.py)."""
+        return self.rejected([internal_error()])
 
     def rejected(self, errors: list[GraphQLFormattedError]) -> list[str]:
-        """The document could not run (validation): ``error``, one error in legacy."""
+        """``error``; one error in legacy."""
         if self.legacy:
             return [self._error + orjson.dumps(errors[0]).decode() + "}"]
         return [self._error + orjson.dumps(errors).decode() + "}"]

@@ -7,7 +7,8 @@ each result once, and hands the same bytes to every member
 (resolvers/member.py), which splices in its operation id and writes. An
 operation that passed ``after`` joins first, replays the history after its
 cursor by executing its own document per historical event, then goes live
-on the group's results. Both WebSocket protocols use it.
+on the group's results. Both WebSocket protocols and the HTTP streams
+(resolvers/transport/streaming.py) use it, each with its own ``Framing``.
 
 A group holds no socket or request: its context has the caller's principal
 only, and a member's socket is referenced by the member alone, which the
@@ -21,6 +22,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from functools import lru_cache, partial
+from operator import methodcaller
 from typing import Any
 
 import orjson
@@ -79,7 +81,7 @@ class ReplayContext(Context):
         self.last_record = record
 
 
-def _failure(result: object) -> str | None:
+def failure_of(result: object) -> str | None:
     """The errors (JSON) that end a stream on this result, or None for a good result."""
     if isinstance(result, ExecutionResult) and not (result.data is None and result.errors):
         return None
@@ -87,7 +89,8 @@ def _failure(result: object) -> str | None:
     return orjson.dumps([e.formatted for e in errors]).decode()
 
 
-def _payload(result: ExecutionResult) -> str:
+def payload_of(result: ExecutionResult) -> str:
+    """The result as the JSON every member sends (serialised once per event)."""
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
         body["errors"] = [e.formatted for e in result.errors]
@@ -165,14 +168,14 @@ class Group:
                 async for result in stream:
                     if first and isinstance(result, PreExecutionError):
                         errors = [e.formatted for e in result.errors or ()]
-                        self._end(partial(Framing.rejected, errors=errors))
+                        self._end(methodcaller("rejected", errors))
                         return
                     first = False
-                    if (failure := _failure(result)) is not None:
-                        self._end(partial(Framing.failed, errors=failure))
+                    if (failure := failure_of(result)) is not None:
+                        self._end(methodcaller("failed", failure))
                         return
                     assert isinstance(result, ExecutionResult)
-                    payload = _payload(result)
+                    payload = payload_of(result)
                     self._fan_out(payload, self._context.last_record)
             self._end(lambda f: [f.complete])
         except asyncio.CancelledError:
@@ -187,7 +190,7 @@ class Group:
             self._multiplexer.forget(self)
             # Whatever ended the execution, no member waits for ever: those without a
             # final message (the execution failed or was stopped) end with `error`.
-            self._end(Framing.internal)
+            self._end(methodcaller("internal"))
 
 
 class Multiplexer:
@@ -229,13 +232,12 @@ class Multiplexer:
     async def serve(
         self,
         plan: Plan,
-        op_id: str,
+        framing: Framing,
         send_text: SendText,
         *,
         context: Context,
         query: str,
         variables: dict[str, Any] | None,
-        legacy: bool = False,
     ) -> None:
         """Run one member until its stream ends or it is cancelled; always leaves the group.
 
@@ -252,7 +254,7 @@ class Multiplexer:
             self._groups[plan.key] = group
             self._metrics.subscription_groups.inc()
         member = Member(
-            Framing(op_id, legacy=legacy),
+            framing,
             send_text,
             self._capacity,
             self._metrics,
@@ -315,10 +317,10 @@ class Multiplexer:
                 if first and isinstance(result, PreExecutionError):
                     return member.framing.rejected([e.formatted for e in result.errors or ()])
                 first = False
-                if (failure := _failure(result)) is not None:
+                if (failure := failure_of(result)) is not None:
                     return member.framing.failed(failure)
                 assert isinstance(result, ExecutionResult)
-                await member.replayed(_payload(result), replay.last_record)
+                await member.replayed(payload_of(result), replay.last_record)
                 if not member.replaying:
                     break  # overflowed while replaying, or the socket went away
         return None

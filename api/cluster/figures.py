@@ -34,7 +34,7 @@ async def system_figures(
     """
     published, delivered = metrics.tenant_counts(tenant)
     mine = {
-        "c": Metrics.value(metrics.sockets),
+        "c": metrics.connections(),
         "n": Metrics.value(metrics.subscriptions),
         f"p:{tenant}": published,
         f"d:{tenant}": delivered,

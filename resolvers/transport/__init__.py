@@ -6,6 +6,11 @@ A request or socket flows through them in this order:
                    composes the modules below (the only one app.py imports)
 - ``http``         GraphQL over HTTP: media-type negotiation, status codes, JSON codec
 - ``persisted``    persisted documents: APQ hashes, documentId, the trusted-documents manifest
+- ``sse``          GraphQL over SSE (graphql-sse): distinct and single-connection modes
+- ``multipart``    subscriptions over multipart HTTP (Apollo's protocol)
+- ``streaming``    what both HTTP streams share: auth, slots, keep-alive, expiry,
+                   disconnects, running an operation on the multiplexer or strawberry
+- ``params``       the GraphQL request an HTTP stream reads, and its refusals
 - ``graphiql``     the GraphiQL page a browser gets on GET
 - ``policy``       socket policy: origin allow-list, message size, auth at
                    connection_init, socket accounting, expiry timers, close codes

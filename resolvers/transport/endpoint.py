@@ -1,12 +1,15 @@
 """GraphQLEndpoint: strawberry's ASGI view at /graphql, composed from this package's parts.
 
-Data flow: an HTTP request gets its context (the bearer token verified, or
-the auth error kept for the resolvers to raise), then goes to the GraphiQL
-page (graphiql.py) or to GraphQL over HTTP (http.py). A WebSocket is held by
+Data flow: an HTTP request that asks for a subscription stream goes to
+GraphQL over SSE (sse.py) or multipart HTTP (multipart.py), both on the
+HTTP stream core (streaming.py). Any other gets its context (the bearer token
+verified, or the auth error kept for the resolvers to raise), then goes to the
+GraphiQL page (graphiql.py) or to GraphQL over HTTP (http.py). A WebSocket is held by
 the socket policy (policy.py) for its whole life, has its Origin checked
 there, and is handed to the handler of the subprotocol it chose
 (transport_ws.py or legacy_ws.py), whose connection_init the policy
-authenticates. Both transports share one JSON codec and one multiplexer.
+authenticates. Every transport shares one multiplexer and the subjects'
+connection slots.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ from resolvers.multiplex import Multiplexer
 from resolvers.transport.graphiql import graphiql_page, wants_graphiql
 from resolvers.transport.http import GraphQLOverHTTP
 from resolvers.transport.legacy_ws import LegacyWSHandler
+from resolvers.transport.multipart import MultipartSubscriptions
 from resolvers.transport.persisted import PersistedDocuments
 from resolvers.transport.policy import SizedAdapter, SocketPolicy, origin_allowed
+from resolvers.transport.sse import GraphQLOverSSE
+from resolvers.transport.streaming import HTTPStreams
 from resolvers.transport.transport_ws import TransportWSHandler
 
 log = logging.getLogger("mark1.transport")
@@ -74,6 +80,14 @@ class GraphQLEndpoint(GraphQLOverHTTP):
             )
         self.documents = PersistedDocuments(manifest)
         """Which document a request runs (persisted.py); every transport asks it first."""
+        streams = HTTPStreams(runtime, schema, self.multiplexer, runtime.sockets, self.documents)
+        self.sse = GraphQLOverSSE(streams, reservation_timeout=s.ws_init_timeout)
+        self.multipart = MultipartSubscriptions(streams)
+
+    async def close(self) -> None:
+        """At shutdown: drop unopened SSE reservations, then every shared execution."""
+        await self.sse.close()
+        await self.multiplexer.close()
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
         if isinstance(request, WebSocket):
@@ -116,6 +130,7 @@ class GraphQLEndpoint(GraphQLOverHTTP):
 
     async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
         if not isinstance(request, WebSocket):
-            return await super().run(request)
+            stream = await self.sse.respond(request) or await self.multipart.respond(request)
+            return stream if stream is not None else await super().run(request)
         async with self.policy.held(request):
             return await super().run(request)

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import logging
 
-from graphql import GraphQLError, GraphQLFormattedError
 from starlette.websockets import WebSocket, WebSocketState
+
+from resolvers.member import internal_error
+
+__all__ = ["internal_error", "operation_failed", "socket_closed"]
 
 log = logging.getLogger("mark1.operations")
 
@@ -22,11 +25,6 @@ log = logging.getLogger("mark1.operations")
 def socket_closed(socket: WebSocket) -> bool:
     """Either side has closed the socket: nothing more can be sent on it."""
     return WebSocketState.DISCONNECTED in (socket.application_state, socket.client_state)
-
-
-def internal_error() -> GraphQLFormattedError:
-    """The masked error an operation that failed inside the server ends with."""
-    return GraphQLError("Internal server error", extensions={"code": "INTERNAL"}).formatted
 
 
 def operation_failed(operation_id: str, protocol: str) -> None:

@@ -1,8 +1,10 @@
 """GraphQL over HTTP: the media type a client gets, its status code, and no subscriptions.
 
-Data flow of one POST or GET: ``execute_single`` refuses a subscription with
-400 (it runs over WebSocket at this URL) and lets strawberry execute anything
-else; ``get_sub_response`` keeps strawberry's sub-response on the request so
+Data flow of one POST or GET: a client that accepts an event stream or
+multipart subscriptions never gets here with a subscription (sse.py,
+multipart.py); for any other ``execute_single`` refuses one with 400 (it runs
+over WebSocket, SSE or multipart HTTP at this URL) and lets strawberry execute
+anything else; ``get_sub_response`` keeps strawberry's sub-response on the request so
 ``process_result`` can negotiate: a client that accepts
 application/graphql-response+json gets that media type, and 400 without
 ``data`` when the request never executed (parse, validation or variable
@@ -37,6 +39,11 @@ from resolvers.transport.admission import DocumentRejected, chosen_operation
 from resolvers.transport.persisted import PersistedDocuments, refusal
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+SUBSCRIPTIONS_ELSEWHERE = (
+    "Subscriptions run over WebSocket (graphql-transport-ws), over SSE (Accept: "
+    'text/event-stream) or multipart HTTP (Accept: multipart/mixed;subscriptionSpec="1.0") '
+    "at this URL"
+)
 
 
 class _Refused(Exception):
@@ -101,9 +108,7 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
                 query, getattr(data, "operation_name", None), max_tokens=self.max_tokens
             )
             if kind is OperationType.SUBSCRIPTION:
-                raise HTTPException(
-                    400, "Subscriptions run over WebSocket (graphql-transport-ws) at this URL"
-                )
+                raise HTTPException(400, SUBSCRIPTIONS_ELSEWHERE)
         return await super().execute_single(request, request_adapter, *args, **kwargs)
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:

@@ -31,6 +31,7 @@ from strawberry.utils.aio import aclosing
 from api.logging import context as log_context
 from resolvers.context import Context
 from resolvers.grouping import Plan
+from resolvers.member import SocketFraming
 from resolvers.transport.admission import (
     DocumentRejected,
     chosen_operation,
@@ -212,12 +213,11 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         try:
             await view.multiplexer.serve(
                 plan,
-                operation_id,
+                SocketFraming(operation_id, legacy=True),
                 socket.send_text,
                 context=self.context,
                 query=query,
                 variables=variables,
-                legacy=True,
             )
         except asyncio.CancelledError:
             # `stop`: the legacy protocol confirms with `complete`.

@@ -3,9 +3,10 @@
 Every transport asks ``PersistedDocuments.document`` (or ``.of_payload`` for a
 request's JSON object) before anything else looks at the document: GraphQL over
 HTTP (GET and POST), graphql-transport-ws ``subscribe`` and legacy ``start``
-payloads; the answer is the text to run, and parse and validation then come
-from the caches keyed by that text (resolvers/schema.py), so a persisted
-document costs no parse or validation after its first use.
+payloads, SSE and multipart subscription requests (params.read_params); the
+answer is the text to run, and parse and validation then come from the caches
+keyed by that text (resolvers/schema.py), so a persisted document costs no
+parse or validation after its first use.
 
 Two modes:
 

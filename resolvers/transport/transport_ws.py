@@ -33,6 +33,7 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from api.logging import context as log_context
 from resolvers.context import Context
+from resolvers.member import SocketFraming
 from resolvers.transport.admission import (
     DocumentRejected,
     chosen_operation,
@@ -92,7 +93,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         try:
             await view.multiplexer.serve(
                 plan,
-                operation.id,
+                SocketFraming(operation.id, legacy=False),
                 socket.send_text,
                 context=self.context,
                 query=operation.query,

@@ -1,7 +1,9 @@
 // Shared by the client scripts: configuration from the environment, JSON lines out.
 //
-//   MARK1_WS_URL     ws://host:port/graphql
-//   MARK1_TOKEN      a JWT (sent as connection params: {authorization: "Bearer <token>"})
+//   MARK1_WS_URL     ws://host:port/graphql (WebSocket clients)
+//   MARK1_URL        http://host:port/graphql (HTTP stream clients: graphql-sse, urql, Apollo)
+//   MARK1_TOKEN      a JWT (sent as connection params: {authorization: "Bearer <token>"},
+//                    or as the Authorization header over HTTP)
 //   MARK1_QUERY      the subscription document
 //   MARK1_VARIABLES  JSON object (optional)
 //   MARK1_COUNT      exit after this many results (optional; default: run until complete)
@@ -11,10 +13,10 @@
 // "complete" | "closed" | "timeout", ...}.
 
 export function config() {
-  const url = process.env.MARK1_WS_URL;
+  const url = process.env.MARK1_WS_URL ?? process.env.MARK1_URL;
   const query = process.env.MARK1_QUERY;
   if (!url || !query) {
-    console.error("MARK1_WS_URL and MARK1_QUERY are required");
+    console.error("MARK1_WS_URL (or MARK1_URL) and MARK1_QUERY are required");
     process.exit(2);
   }
   return {

@@ -1,4 +1,5 @@
-"""A subscription sent over plain HTTP is refused clearly, not executed."""
+"""A subscription sent over plain HTTP (no event-stream or multipart Accept) is refused
+clearly, not executed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import httpx
 from tests.support.server import LiveServer
 
 
-async def test_a_subscription_over_http_gets_400_saying_to_use_websocket(
+async def test_a_subscription_over_http_gets_400_naming_the_transports_that_run_it(
     server: LiveServer,
 ) -> None:
     async with httpx.AsyncClient() as client:
@@ -17,4 +18,5 @@ async def test_a_subscription_over_http_gets_400_saying_to_use_websocket(
             headers={"Authorization": f"Bearer {server.token('VIEWER')}"},
         )
     assert response.status_code == 400
-    assert "WebSocket" in response.text
+    for way in ("WebSocket", "text/event-stream", "multipart/mixed"):
+        assert way in response.text

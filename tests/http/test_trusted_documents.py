@@ -15,6 +15,7 @@ import pytest
 
 from api.settings import Settings
 from resolvers.schema import STATS
+from tests.http.streams import MULTIPART, SSE, EventStream, PartStream
 from tests.realtime.wire import PROTOCOLS, Protocol, Socket
 from tests.support.server import LiveServer, live_server, make_settings
 
@@ -172,3 +173,35 @@ async def test_sockets_run_listed_subscriptions_and_refuse_others(
         assert (await socket.field("by-hash")) == {"id": "1", "type": "TASK_CREATED"}
         for op in ("listed", "by-hash"):
             await socket.stop(op)
+
+
+async def test_http_streams_run_listed_subscriptions_and_refuse_others(
+    server: LiveServer, http: httpx.AsyncClient, tenant: str
+) -> None:
+    await http.post(URL, json={"documentId": document_id(CREATE), "variables": {"title": "t"}})
+    token = server.token("VIEWER", tenant=tenant)
+    listed = {"documentId": document_id(FEED), "variables": {"after": "0"}}
+    unlisted = {"query": 'subscription { events(after: "0") { id } }'}
+    auth = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with client.stream(
+            "POST", server.url, json=listed, headers={**auth, "Accept": SSE}
+        ) as response:
+            assert await EventStream(response).expect("next") == {
+                "data": {"events": {"id": "1", "type": "TASK_CREATED"}}
+            }
+        async with client.stream(
+            "POST", server.url, json=unlisted, headers={**auth, "Accept": SSE}
+        ) as response:
+            events = EventStream(response)
+            refused(await events.expect("next"))
+            await events.expect("complete")
+        async with client.stream(
+            "POST", server.url, json=listed, headers={**auth, "Accept": MULTIPART}
+        ) as response:
+            assert await PartStream(response).payload() == {
+                "data": {"events": {"id": "1", "type": "TASK_CREATED"}}
+            }
+        # A refused document is no subscription: GraphQL over HTTP answers it.
+        plain = await client.post(server.url, json=unlisted, headers={**auth, "Accept": MULTIPART})
+        refused(plain.json())
