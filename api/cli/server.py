@@ -16,6 +16,7 @@ from uvicorn.supervisors import Multiprocess
 
 from api.cli.configuration import refuse
 from api.cli.deployment import refusal
+from api.drain import grace_seconds
 from api.logging.config import log_config
 from api.logging.redaction import REDACTED, RedactSecrets, redact
 from api.metrics import MULTIPROCESS_DIR
@@ -48,7 +49,9 @@ def uvicorn_config(settings: Settings, app: Any = None) -> uvicorn.Config:
         log_config=log_config(
             root=app is None, format=settings.log_format, level=settings.log_level
         ),
-        timeout_graceful_shutdown=5,
+        # After a drain's sockets are closed (api/drain.py), what is in flight gets this long.
+        # Typed int, but uvicorn only passes it to asyncio.wait_for: fractions work.
+        timeout_graceful_shutdown=grace_seconds(settings.drain_seconds),  # type: ignore[arg-type]
     )
 
 

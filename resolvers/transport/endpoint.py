@@ -117,5 +117,7 @@ class GraphQLEndpoint(GraphQLOverHTTP):
     async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
         if not isinstance(request, WebSocket):
             return await super().run(request)
+        if self.policy.draining:
+            return await self.policy.refuse(request)
         async with self.policy.held(request):
             return await super().run(request)
