@@ -127,7 +127,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         sweeper.start()
         if retention is not None:
             retention.start()
-        runtime.drain.take_sigterm()  # SIGTERM drains first (api/drain.py), then stops
+        runtime.drain.attach()  # SIGTERM drains first (api/drain.py), then stops
         try:
             yield
         finally:

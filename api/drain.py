@@ -54,12 +54,18 @@ class Drain:
         self._sockets: set[Close] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._previous: _Handler = None
         self._ours: _Handler = None
 
     @property
     def draining(self) -> bool:
         return self._task is not None
+
+    @property
+    def grace(self) -> float:
+        """How long anything in flight may still take once its turn to close has come."""
+        return grace_seconds(self.seconds)
 
     @contextlib.contextmanager
     def holding(self, close: Close) -> Iterator[None]:
@@ -70,12 +76,52 @@ class Drain:
         finally:
             self._sockets.discard(close)
 
-    def start(self) -> asyncio.Task[None]:
-        """Begin draining (once): from now on ``draining`` is true."""
-        if self._task is None:
-            log.info("draining: %d sockets to close over %.1fs", len(self._sockets), self._window)
-            self._task = asyncio.get_running_loop().create_task(self._close_all())
-        return self._task
+    # -- lifecycle (the lifespan's) ----------------------------------------
+
+    def attach(self) -> None:
+        """Serve drain requests from this event loop; in the main thread, take SIGTERM.
+
+        SIGTERM drains, then goes on to the handler it replaced (uvicorn's). Only the
+        main thread may set signal handlers: elsewhere (a test server in a thread)
+        ``request`` is the only way in.
+        """
+        self._loop = asyncio.get_running_loop()
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            self.request()
+
+        self._previous = signal.getsignal(signal.SIGTERM)
+        self._ours = on_sigterm
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    async def stop(self) -> None:
+        """At shutdown: SIGTERM back to its previous handler, and no drain left running."""
+        self._give_back_sigterm()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # -- draining ------------------------------------------------------------
+
+    def request(self) -> None:
+        """Drain (from any thread, or a signal handler); asked again, stop at once."""
+        if self._loop is None:
+            raise RuntimeError("Drain.request() before the lifespan attached the drain")
+        # A fresh context: a signal lands inside whatever request was running, and
+        # the drain's log lines must not carry that request's ids.
+        self._loop.call_soon_threadsafe(self._requested, context=contextvars.Context())
+
+    def _requested(self) -> None:
+        if self._task is not None:
+            log.info("asked to stop again: stopping now")
+            self._pass_on()
+            return
+        log.info("draining: %d sockets to close over %.1fs", len(self._sockets), self._window)
+        self._task = asyncio.get_running_loop().create_task(self._close_all())
+        self._task.add_done_callback(lambda _: self._pass_on())
 
     @property
     def _window(self) -> float:
@@ -91,61 +137,24 @@ class Drain:
             at = started + self._window * (i + 1) / len(sockets)
             await asyncio.sleep(max(at - loop.time(), 0))
             if close in self._sockets:
-                # A task each: a socket whose client reads slowly must not hold up the rest.
+                # A task each: a socket that is slow to close must not hold up the rest.
                 task = loop.create_task(_quietly(close))
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
         if self._closing:
-            await asyncio.wait(set(self._closing), timeout=1.0)
-
-    # -- SIGTERM ----------------------------------------------------------
-
-    def take_sigterm(self) -> None:
-        """Drain on SIGTERM, then hand the signal on to the handler it replaced.
-
-        Only the main thread may set signal handlers; elsewhere (a test server in a
-        thread) nothing changes and ``start`` is called by hand.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            return
-        loop = asyncio.get_running_loop()
-
-        def on_sigterm(signum: int, frame: FrameType | None) -> None:
-            # A fresh context: the signal lands inside whatever request was running,
-            # and the drain's log lines must not carry that request's ids.
-            loop.call_soon_threadsafe(self._on_sigterm, context=contextvars.Context())
-
-        self._previous = signal.getsignal(signal.SIGTERM)
-        self._ours = on_sigterm
-        signal.signal(signal.SIGTERM, on_sigterm)
-
-    def give_back_sigterm(self) -> None:
-        """Restore the handler ``take_sigterm`` replaced (if ours is still installed)."""
-        if self._ours is not None and signal.getsignal(signal.SIGTERM) is self._ours:
-            signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
-        self._ours = None
-
-    async def stop(self) -> None:
-        """At shutdown: SIGTERM back to its previous handler, and no drain left running."""
-        self.give_back_sigterm()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def _on_sigterm(self) -> None:
-        if self.draining:
-            log.info("SIGTERM again: stopping now")
-            self._pass_on()
-            return
-        self.start().add_done_callback(lambda _: self._pass_on())
+            await asyncio.wait(set(self._closing), timeout=self.grace)
 
     def _pass_on(self) -> None:
         """The server's own SIGTERM handling takes over: stop listening, finish, exit."""
         if self._ours is None:
-            return
-        self.give_back_sigterm()
+            return  # not ours to pass on: a test server in a thread keeps running
+        self._give_back_sigterm()
         signal.raise_signal(signal.SIGTERM)
+
+    def _give_back_sigterm(self) -> None:
+        if self._ours is not None and signal.getsignal(signal.SIGTERM) is self._ours:
+            signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
+        self._ours = None
 
 
 async def _quietly(close: Close) -> None:
