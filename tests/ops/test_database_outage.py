@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.support.waiting import until
 
 CREATE = "mutation($t: String!) { createTask(input: {title: $t}) { id } }"
 COUNT = "{ tasks { totalCount } }"
+METRICS = "subscription { systemMetrics(intervalSeconds: 1) { at } }"
 UNAVAILABLE = {"code": "UNAVAILABLE", "retryAfter": Unavailable.RETRY_AFTER}
 POOL_CONNECTIONS = 30  # api/db/engine.py: pool_size 10 + max_overflow 20
 
@@ -70,8 +72,8 @@ async def until_written(live: LiveServer, token: str, title: str, within: float 
         await asyncio.sleep(0.1)
 
 
-async def live_socket(live: LiveServer, tenant: str) -> Socket:
-    socket = await Socket.open(live.ws_url, live.token("VIEWER", tenant=tenant))
+async def live_socket(live: LiveServer, token: str) -> Socket:
+    socket = await Socket.open(live.ws_url, token)
     await socket.subscribe("live", "subscription { events { id } }")
     gauge = live.runtime.metrics.subscriptions
     await until(lambda: Metrics.value(gauge) == 1, what="the subscription to go live")
@@ -87,7 +89,9 @@ async def test_a_cut_database_answers_unavailable_at_once_and_everything_recover
     url, proxy = postgres_via_proxy
     with live_server(make_settings(url, tmp_path)) as live:
         operator = live.token("OPERATOR", tenant=tenant)
-        socket = await live_socket(live, tenant)
+        socket = await live_socket(live, operator)
+        await socket.subscribe("metrics", METRICS)  # reads the database every second
+        await socket.field("metrics")
         data(await gql(live.url, CREATE, {"t": "before"}, token=operator))
         assert (await socket.field("live"))["id"] == "1"
 
@@ -107,9 +111,13 @@ async def test_a_cut_database_answers_unavailable_at_once_and_everything_recover
                 creating = asyncio.create_task(sdk.create_task("after"))
                 await until(lambda: "retrying in" in caplog.text, what="an UNAVAILABLE answer")
                 proxy.start()  # on the same port
+                restored = datetime.now(UTC)
                 created = await asyncio.wait_for(creating, 30)
             up = await readyz(live)
             delivered = await socket.field("live")
+            # systemMetrics skipped its ticks during the outage, and goes on.
+            while datetime.fromisoformat((await socket.field("metrics"))["at"]) < restored:
+                pass
             count = data(await gql(live.url, COUNT, token=operator))["tasks"]["totalCount"]
         await socket.close()
 
@@ -138,7 +146,7 @@ async def test_a_black_holed_database_answers_unavailable_within_the_connect_and
     settings = make_settings(url, tmp_path, db_connect_timeout=1.0, db_pool_timeout=1.0)
     with live_server(settings) as live:
         operator = live.token("OPERATOR", tenant=tenant)
-        socket = await live_socket(live, tenant)
+        socket = await live_socket(live, live.token("VIEWER", tenant=tenant))
         data(await gql(live.url, CREATE, {"t": "before"}, token=operator))
         assert (await socket.field("live"))["id"] == "1"
 
