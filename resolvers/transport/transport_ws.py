@@ -20,6 +20,7 @@ before the next message is read.
 from __future__ import annotations
 
 import asyncio
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from graphql import OperationType
@@ -87,14 +88,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         plan = view.multiplexer.plan(
             operation.query, operation.variables, operation.operation_name, self.context
         )
+        socket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
         if plan is None:
-            if _is_mutation(operation, view):
-                with mutating(self.websocket.ws):  # type: ignore[attr-defined]
-                    await super().run_operation(operation)
-            else:
+            marked = mutating(socket) if _is_mutation(operation, view) else nullcontext()
+            with marked:
                 await super().run_operation(operation)
             return
-        socket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
         try:
             await view.multiplexer.serve(
                 plan,
