@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,7 +74,11 @@ def run_server(settings: Settings) -> None:
     if settings.workers > 1:
         with _multiprocess_metrics():
             sock = config.bind_socket()
-            Multiprocess(config, sockets=[sock]).run()
+            supervisor = Multiprocess(config, sockets=[sock])
+            # uvicorn's supervisor reads its signals every 0.5 s; a drain's clock
+            # (api/drain.py) starts at SIGTERM, so pass it on to the workers at once.
+            signal.signal(signal.SIGTERM, lambda *_: supervisor.should_exit.set())
+            supervisor.run()
     else:
         server.run()
 
