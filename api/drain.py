@@ -7,7 +7,8 @@ The order, within ``DRAIN_SECONDS`` (README: Scale-out):
    go elsewhere. HTTP requests are still served: those a load balancer sends
    before it notices are not refused, and mutations in flight finish.
 2. Over the first ``SPREAD`` of the time, the open sockets are closed with
-   1012 (Service Restart) one at a time, in random order, at even intervals:
+   1012 (Service Restart) one at a time, in random order, at even intervals
+   (the first at once):
    their clients reconnect to other processes, and replay what they missed,
    a few at a time rather than all in the same instant.
 3. Then the signal goes on to the server (uvicorn's own handler): it stops
@@ -134,7 +135,8 @@ class Drain:
         loop = asyncio.get_running_loop()
         started = loop.time()
         for i, close in enumerate(sockets):
-            at = started + self._window * (i + 1) / len(sockets)
+            # The first at once: a lone socket (a laptop, a test) holds nothing up.
+            at = started + self._window * i / len(sockets)
             await asyncio.sleep(max(at - loop.time(), 0))
             if close in self._sockets:
                 # A task each: a socket that is slow to close must not hold up the rest.
