@@ -22,6 +22,7 @@ from api.cluster.store import ClusterStore
 from api.db.engine import Database
 from api.db.migrate import upgrade
 from api.db.outbox import OutboxReader
+from api.drain import Drain
 from api.events.bus import EventBus
 from api.http.limits import BodyLimit
 from api.http.ops import routes_for
@@ -46,7 +47,11 @@ log = logging.getLogger(__name__)
 
 def build_runtime(settings: Settings) -> Runtime:
     """Construct every collaborator; nothing connects until the lifespan starts."""
-    db = Database(settings.resolved_database_url)
+    db = Database(
+        settings.resolved_database_url,
+        connect_timeout=settings.db_connect_timeout,
+        pool_timeout=settings.db_pool_timeout,
+    )
     reads = ReadService(db)
     # Set by `mark1 serve --workers N` (api/cli/server.py) before the workers start.
     metrics = Metrics(os.environ.get(MULTIPROCESS_DIR))
@@ -87,6 +92,7 @@ def build_runtime(settings: Settings) -> Runtime:
             token_audience=settings.jwt_audience,
         ),
         workflows=WorkflowService(uow),
+        drain=Drain(settings.drain_seconds),
     )
 
 
@@ -122,9 +128,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         sweeper.start()
         if retention is not None:
             retention.start()
+        runtime.drain.attach()  # SIGTERM drains first (api/drain.py), then stops
         try:
             yield
         finally:
+            await runtime.drain.stop()
             if retention is not None:
                 await retention.stop()
             await sweeper.stop()

@@ -11,6 +11,7 @@
      ├── PersistedQueryNotFound   PERSISTED_QUERY_NOT_FOUND    an unknown hash: send the query too
      ├── PersistedQueryNotAllowed PERSISTED_QUERY_NOT_ALLOWED  not a trusted document
      ├── EventsPruned      EVENTS_PRUNED    a cursor older than the oldest event kept
+     ├── Unavailable       UNAVAILABLE      the database is unreachable; nothing was written
      └── Internal          INTERNAL         anything unexpected (message masked)
 
 Translated to GraphQL errors at one edge: ``resolvers/errors.py``.
@@ -104,6 +105,20 @@ class EventsPruned(Mark1Error):
             "state you follow, then resume with after: oldestEventId - 1 (or live)",
             oldestEventId=str(oldest),
         )
+
+
+class Unavailable(Mark1Error):
+    """The database cannot be reached: nothing was written, so retrying is safe."""
+
+    code = "UNAVAILABLE"
+    RETRY_AFTER: ClassVar[float] = 2.0
+
+    def __init__(
+        self,
+        message: str = "The database is unreachable; retry later",
+        retry_after: float = RETRY_AFTER,
+    ) -> None:
+        super().__init__(message, retryAfter=round(retry_after, 3))
 
 
 class Internal(Mark1Error):

@@ -9,6 +9,7 @@ from api.cluster.sockets import SocketSlots
 from api.cluster.store import ClusterStore
 from api.db.engine import Database
 from api.db.outbox import OutboxReader
+from api.drain import Drain
 from api.events.bus import EventBus
 from api.metrics import Metrics
 from api.ratelimit import MutationLimiter
@@ -36,4 +37,5 @@ class Runtime:
     tasks: TaskService
     agents: AgentService
     workflows: WorkflowService
+    drain: Drain
     tickers: Tickers = field(default_factory=Tickers)

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     cluster_heartbeat: float = Field(default=2.0, gt=0)
     auto_migrate: bool = True
+    # While the database is away a request fails with UNAVAILABLE after at most about
+    # these two (PostgreSQL): waiting for a free pooled connection, then making one.
+    db_connect_timeout: float = Field(default=5.0, gt=0)
+    db_pool_timeout: float = Field(default=5.0, gt=0)
 
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None
@@ -84,6 +88,8 @@ class Settings(BaseSettings):
     gap_check_interval: float = Field(default=2.0, gt=0)
     # Days of events the outbox keeps (api/jobs/retention.py); None keeps them all.
     event_retention: float | None = Field(default=None, gt=0)
+    # SIGTERM: readiness 503 at once, sockets closed with 1012 spread over this, then exit.
+    drain_seconds: float = Field(default=10.0, gt=0)
 
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend-example" / "dist"
     # A persisted-documents manifest (api/manifest.py): when set, only its documents run.

@@ -133,11 +133,16 @@ def _on_database(work: Callable[[Database], Awaitable[T]]) -> T:
     from sqlalchemy.exc import DBAPIError
 
     from api.db.engine import Database
+    from api.errors import Unavailable
 
     settings = _settings()
 
     async def go() -> T:
-        db = Database(settings.resolved_database_url)
+        db = Database(
+            settings.resolved_database_url,
+            connect_timeout=settings.db_connect_timeout,
+            pool_timeout=settings.db_pool_timeout,
+        )
         try:
             return await work(db)
         finally:
@@ -145,7 +150,7 @@ def _on_database(work: Callable[[Database], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(go())
-    except (OSError, DBAPIError) as exc:
+    except (OSError, DBAPIError, Unavailable) as exc:
         typer.secho(f"mark1: database error: {exc.__class__.__name__}: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
 

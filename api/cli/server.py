@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from uvicorn.supervisors import Multiprocess
 
 from api.cli.configuration import refuse
 from api.cli.deployment import refusal
+from api.drain import grace_seconds
 from api.logging.config import log_config
 from api.logging.redaction import REDACTED, RedactSecrets, redact
 from api.metrics import MULTIPROCESS_DIR
@@ -48,7 +50,9 @@ def uvicorn_config(settings: Settings, app: Any = None) -> uvicorn.Config:
         log_config=log_config(
             root=app is None, format=settings.log_format, level=settings.log_level
         ),
-        timeout_graceful_shutdown=5,
+        # After a drain's sockets are closed (api/drain.py), what is in flight gets this long.
+        # Typed int, but uvicorn only passes it to asyncio.wait_for: fractions work.
+        timeout_graceful_shutdown=grace_seconds(settings.drain_seconds),  # type: ignore[arg-type]
     )
 
 
@@ -70,7 +74,11 @@ def run_server(settings: Settings) -> None:
     if settings.workers > 1:
         with _multiprocess_metrics():
             sock = config.bind_socket()
-            Multiprocess(config, sockets=[sock]).run()
+            supervisor = Multiprocess(config, sockets=[sock])
+            # uvicorn's supervisor reads its signals every 0.5 s; a drain's clock
+            # (api/drain.py) starts at SIGTERM, so pass it on to the workers at once.
+            signal.signal(signal.SIGTERM, lambda *_: supervisor.should_exit.set())
+            supervisor.run()
     else:
         server.run()
 

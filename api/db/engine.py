@@ -15,22 +15,35 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from api.db.outage import unavailable_when_unreachable
 from api.db.sqlite import BUSY_TIMEOUT, inline_connector
 
 
 class Database:
     """Owns the engine; created by the composition root, closed by the lifespan."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        connect_timeout: float = 5.0,
+        pool_timeout: float = 5.0,
+    ) -> None:
+        """``connect_timeout`` and ``pool_timeout`` (PostgreSQL) bound how long a request
+        waits for a connection while the database is away: it fails fast with UNAVAILABLE."""
         self.url = url
-        self.engine: AsyncEngine = _make_engine(url, echo=echo)
+        self.engine: AsyncEngine = _make_engine(
+            url, echo=echo, connect_timeout=connect_timeout, pool_timeout=pool_timeout
+        )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads; nothing is committed."""
-        async with self.sessions() as session:
-            yield session
+        """A session for reads; nothing is committed, so an outage is UNAVAILABLE."""
+        with unavailable_when_unreachable():
+            async with self.sessions() as session:
+                yield session
 
     async def ping(self) -> None:
         """Raise when the database cannot answer a trivial query."""
@@ -54,7 +67,9 @@ def _json_loads(value: Any) -> Any:
 _JSON = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
 
 
-def _make_engine(url: str, *, echo: bool) -> AsyncEngine:
+def _make_engine(
+    url: str, *, echo: bool, connect_timeout: float, pool_timeout: float
+) -> AsyncEngine:
     if url.startswith("sqlite"):
         # One connection per process: SQLite serialises writers anyway, and a
         # single connection turns "database is locked" races into a plain queue.
@@ -71,7 +86,14 @@ def _make_engine(url: str, *, echo: bool) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
-        url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True, **_JSON
+        url,
+        echo=echo,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        pool_timeout=pool_timeout,
+        connect_args={"timeout": connect_timeout},  # asyncpg: the whole connection set-up
+        **_JSON,
     )
 
 

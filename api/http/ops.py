@@ -1,4 +1,4 @@
-"""Operational endpoints: liveness, readiness (database and bus), Prometheus metrics."""
+"""Operational endpoints: liveness, readiness (database, bus, drain), Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ def routes_for(runtime: Runtime) -> tuple[Endpoint, Endpoint, Endpoint]:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
+        if runtime.drain.draining:  # out of rotation at once (api/drain.py)
+            return JSONResponse({"status": "draining"}, status_code=503)
         checks = {"database": await _database(runtime)}
         # Without the broker the process still delivers everything, from the outbox:
         # reported, but no reason to take it out of the load balancer.

@@ -5,7 +5,8 @@ same GROUP BY queries on every tick; here they share one ticker (issue #8).
 The ticker starts with its first subscriber and stops with its last. Each
 subscriber holds at most the newest value: one that reads slowly skips ticks
 instead of queueing them. A subscriber that joins a running ticker gets its
-latest value at once.
+latest value at once. While the database is unreachable the ticks are skipped:
+the streams stay open and go on when it returns.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+from api.errors import Unavailable
 
 V = TypeVar("V")
 
@@ -40,7 +43,8 @@ class Tickers:
         self, key: Hashable, interval: float, produce: Callable[[], Awaitable[V]]
     ) -> AsyncGenerator[V, None]:
         """Every value the key's ticker produces from now on; ``produce`` is used only
-        when this call starts the ticker. An error from ``produce`` ends every stream."""
+        when this call starts the ticker. An error from ``produce`` ends every stream
+        (UNAVAILABLE only skips the tick)."""
         found: _Ticker[V] | None = self._running.get(key)
         ticker: _Ticker[V] = found if found is not None else _Ticker()
         if found is None:
@@ -74,21 +78,25 @@ class Tickers:
         due = loop.time()
         while True:
             try:
-                value: V | BaseException = await produce()
+                value = await produce()
+            except Unavailable:
+                pass  # the database is away: no value this tick; the streams go on
             except Exception as exc:
-                value = exc
-            if isinstance(value, BaseException):
                 # This ticker is done: the next subscriber starts a fresh one.
                 if self._running.get(key) is ticker:
                     del self._running[key]
+                self._send(ticker, exc)
+                return
             else:
                 ticker.latest = value
-            for inbox in list(ticker.members):
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    inbox.get_nowait()  # a slow reader skips to the newest value
-                inbox.put_nowait(value)
-            if isinstance(value, BaseException):
-                return
+                self._send(ticker, value)
             # Steady ticks: the time spent producing does not stretch the interval.
             due = max(due + interval, loop.time())
             await asyncio.sleep(due - loop.time())
+
+    @staticmethod
+    def _send(ticker: _Ticker[V], value: V | BaseException) -> None:
+        for inbox in list(ticker.members):
+            with contextlib.suppress(asyncio.QueueEmpty):
+                inbox.get_nowait()  # a slow reader skips to the newest value
+            inbox.put_nowait(value)

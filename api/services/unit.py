@@ -23,6 +23,7 @@ from api.clock import utcnow
 from api.db import events as event_store
 from api.db import tasks as task_rows
 from api.db.engine import Database
+from api.db.outage import unavailable_when_unreachable
 from api.domain import AgentState, EventRecord, EventType, Snapshots, TaskState, WorkflowState
 
 log = logging.getLogger(__name__)
@@ -140,9 +141,14 @@ class UnitOfWork:
             async with self._db.sessions() as session:
                 tx = Tx(session=session, tenant=tenant, actor=actor, now=utcnow())
                 try:
-                    async with session.begin():
+                    # Until the commit, an outage is UNAVAILABLE: nothing was written. A
+                    # connection lost during the commit leaves the outcome unknown, and
+                    # stays INTERNAL, so no client retries what may have happened.
+                    with unavailable_when_unreachable():
+                        await session.begin()
                         result = await work(tx)
                         records = await tx._write_events()
+                    await session.commit()
                 except (OperationalError, DBAPIError) as exc:
                     if attempt + 1 < _RETRIES and _is_retryable(exc):
                         log.info("retrying transaction after %s", type(exc.orig).__name__)

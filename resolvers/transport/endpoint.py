@@ -132,5 +132,7 @@ class GraphQLEndpoint(GraphQLOverHTTP):
         if not isinstance(request, WebSocket):
             stream = await self.sse.respond(request) or await self.multipart.respond(request)
             return stream if stream is not None else await super().run(request)
+        if self.policy.draining:
+            return await self.policy.refuse(request)
         async with self.policy.held(request):
             return await super().run(request)

@@ -6,20 +6,24 @@ every frame read goes through ``SizedAdapter`` (1009 above MAX_MESSAGE_BYTES);
 (connection params first, then the handshake header), takes one of the
 subject's MAX_SOCKETS_PER_SUBJECT slots and arms a timer that closes the
 socket with 4403 at the token's ``exp``. ``SocketPolicy.held`` spans the
-socket's life: it counts it in the ``sockets`` gauge and, however it ends,
-cancels the timer and gives the slot back. Refusals become strawberry's
-ConnectionRejectionError, which the protocol handlers turn into 4403.
+socket's life: it counts it in the ``sockets`` gauge, lets a drain close it
+with 1012 (api/drain.py) once the mutations in flight on it are done
+(``mutating``), and, however it ends, cancels the timer and gives the slot
+back. Refusals become strawberry's ConnectionRejectionError, which the
+protocol handlers turn into 4403; while the process drains, a new socket is
+refused before its handshake completes, with HTTP 503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from enum import IntEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
@@ -40,6 +44,7 @@ class CloseCode(IntEnum):
     """WebSocket close codes of graphql-ws PROTOCOL.md and RFC 6455 (strawberry sends some)."""
 
     MESSAGE_TOO_BIG = 1009
+    SERVICE_RESTART = 1012
     BAD_REQUEST = 4400
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
@@ -127,13 +132,41 @@ class SocketPolicy:
         socket.state.mark1_subject = principal.subject
         return {"tenant": principal.tenant}
 
+    @property
+    def draining(self) -> bool:
+        """The process is stopping: new sockets are refused (``refuse``)."""
+        return self._runtime.drain.draining
+
+    async def refuse(self, socket: WebSocket) -> None:
+        """Refuse a new socket while draining: HTTP 503, so the client retries elsewhere."""
+        # uvicorn's websockets-sansio then logs "ASGI callable returned without completing
+        # handshake" although the client got the 503 (Kludex/uvicorn#3138).
+        if "websocket.http.response" in socket.scope.get("extensions", {}):
+            response = PlainTextResponse(
+                "Service restarting: reconnect", status_code=503, headers={"Retry-After": "1"}
+            )
+            await socket.send_denial_response(response)
+        else:
+            await socket.close(CloseCode.SERVICE_RESTART)  # the server answers 403
+
     @contextlib.asynccontextmanager
     async def held(self, socket: WebSocket) -> AsyncIterator[None]:
-        """The socket's life: counted while open; its timer and slot freed however it ends."""
+        """The socket's life: counted while open, closed with 1012 by a drain once its
+        mutations in flight are done; its timer and slot freed however it ends."""
         metrics = self._runtime.metrics
         metrics.sockets.inc()
+        drain = self._runtime.drain
+        socket.state.mark1_mutations = _InFlight()
+
+        async def restart() -> None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain.grace):
+                    await socket.state.mark1_mutations.done()
+            await socket.close(CloseCode.SERVICE_RESTART, "Service restart")
+
         try:
-            yield
+            with drain.holding(restart):
+                yield
         finally:
             metrics.sockets.dec()
             expiry = getattr(socket.state, "mark1_expiry", None)
@@ -144,6 +177,35 @@ class SocketPolicy:
             subject = getattr(socket.state, "mark1_subject", None)
             if subject is not None:
                 self._runtime.sockets.give_back(subject)
+
+
+def mutating(socket: WebSocket) -> contextlib.AbstractContextManager[None]:
+    """Mark a mutation running on ``socket``: a drain closes the socket after it."""
+    in_flight: _InFlight = socket.state.mark1_mutations
+    return in_flight.running()
+
+
+class _InFlight:
+    """The mutations running on one socket, and a way to wait until there are none."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        self._count += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
+
+    async def done(self) -> None:
+        await self._idle.wait()
 
 
 async def _close_at_expiry(socket: WebSocket, principal: Principal) -> None:

@@ -7,7 +7,8 @@ with 4400 (admission.well_formed); ``subscribe`` over MAX_SUBSCRIPTIONS_PER_SOCK
 gets ``error`` RATE_LIMITED and the others go on; strawberry then starts the
 operation. ``run_operation`` hands live-only subscriptions to the endpoint's
 multiplexer (one execution shared by identical operations) and everything
-else to strawberry, whose results pass through ``_send_result_stream``: a
+else to strawberry (a mutation marked as in flight, so that a drain closes
+the socket only after it), whose results pass through ``_send_result_stream``: a
 document that cannot run, fails validation, or whose subscription resolver
 raises ends with ``error``; the socket stays open. An operation that fails
 inside the server (the multiplexer included) is logged and ends with
@@ -19,6 +20,7 @@ before the next message is read.
 from __future__ import annotations
 
 import asyncio
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from graphql import OperationType
@@ -43,6 +45,7 @@ from resolvers.transport.admission import (
 )
 from resolvers.transport.failures import internal_error, operation_failed, socket_closed
 from resolvers.transport.persisted import fill_operation
+from resolvers.transport.policy import mutating
 
 if TYPE_CHECKING:
     from resolvers.transport.endpoint import GraphQLEndpoint
@@ -86,10 +89,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         plan = view.multiplexer.plan(
             operation.query, operation.variables, operation.operation_name, self.context
         )
-        if plan is None:
-            await super().run_operation(operation)
-            return
         socket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
+        if plan is None:
+            marked = mutating(socket) if _is_mutation(operation, view) else nullcontext()
+            with marked:
+                await super().run_operation(operation)
+            return
         try:
             await view.multiplexer.serve(
                 plan,
@@ -165,3 +170,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 await operation.send_initial_errors(result.errors)
                 return
             await operation.send_next(result)
+
+
+def _is_mutation(operation: Operation[Context, None], view: GraphQLEndpoint) -> bool:
+    """Whether it is a mutation (a drain lets it finish before closing the socket)."""
+    try:
+        kind = chosen_operation(
+            operation.query, operation.operation_name, max_tokens=view.max_tokens
+        )
+    except DocumentRejected:
+        return False  # it will not run: _send_result_stream answers with `error`
+    return kind is OperationType.MUTATION

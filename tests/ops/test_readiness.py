@@ -55,20 +55,6 @@ def redis_proxy() -> Iterator[TcpProxy]:
         yield proxy
 
 
-@pytest.fixture
-def postgres_via_proxy() -> Iterator[tuple[str, TcpProxy]]:
-    """A fresh PostgreSQL database reached through a proxy the test can cut."""
-    databases.require("PostgreSQL", databases.postgres_reachable())
-    url, name = databases.create_pg_database()
-    target = urlsplit(url)
-    try:
-        with tcp_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
-            netloc = f"{target.username}@127.0.0.1:{proxy.port}"
-            yield target._replace(netloc=netloc).geturl(), proxy
-    finally:
-        databases.drop_pg_database(name)
-
-
 async def test_healthz_and_readyz_answer_ok_when_everything_is_up(server: LiveServer) -> None:
     health = await probe(server, "/healthz")
     ready = await probe(server, "/readyz")
