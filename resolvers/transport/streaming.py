@@ -124,7 +124,12 @@ class HTTPStreams:
         return Context(self.runtime, request, principal=principal, cache=False)
 
     async def open(self, context: Context, wire: Wire, *, one_operation: bool) -> HTTPStream:
-        """A stream for the caller, holding one of its subject's slots (429 when none is left)."""
+        """A stream for the caller, holding one of its subject's slots (429 when none is left,
+        503 while the process drains: the client retries, and reaches another process)."""
+        if self.runtime.drain.draining:
+            raise StreamRefused(
+                503, "UNAVAILABLE", "Service restarting: reconnect", {"Retry-After": "1"}
+            )
         subject = context.principal.subject
         if not await self.slots.take(subject):
             raise StreamRefused(
@@ -232,6 +237,7 @@ class HTTPStream:
         self._disconnected = False
         self._stalled = False
         self._expired = False
+        self._drained = False
 
     # -- operations --------------------------------------------------------
 
@@ -324,7 +330,8 @@ class HTTPStream:
                 asyncio.create_task(self._keep_alive()),
                 asyncio.create_task(self._until_expiry()),
             ]
-            await self._ended.wait()
+            with self._streams.runtime.drain.holding(self._drain):
+                await self._ended.wait()
             finished = True
         finally:
             # Cancelled (the server is shutting down), or a client that stopped reading:
@@ -343,13 +350,24 @@ class HTTPStream:
                     await self._finish(framings)
 
     async def _finish(self, running: list[Framing]) -> None:
-        """The last words: at expiry each operation still running ends with UNAUTHENTICATED."""
+        """The last words: at expiry each operation still running ends with UNAUTHENTICATED.
+
+        A drained stream has none: it ends as a dropped connection does, without
+        ``complete`` or the closing delimiter, so that clients reconnect (to another
+        process, the drained one refusing with 503) and resume with ``after``.
+        """
         assert self._send is not None
         if self._expired:
             for framing in running:
                 await _write_all(self._write, framing.failed(_TOKEN_EXPIRED))
-        await self._write(self._wire.closing)
+        if not self._drained:
+            await self._write(self._wire.closing)
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _drain(self) -> None:
+        """The process drains (api/drain.py): this stream's turn to end has come."""
+        self._drained = True
+        self._ended.set()
 
     async def discard(self) -> None:
         """End a stream no request served (a reservation that lapsed, or shutdown)."""
