@@ -1,7 +1,7 @@
 """The built dashboard, Apollo example and GraphiQL in a real browser, against one real
 ``mark1 serve`` (tests/e2e/support.py): live updates, the Apollo cache, GraphiQL and its
-share links, resuming after a server restart, and what the pages do when the server
-refuses their token (4403)."""
+share links, resuming after a server restart, what the pages do when the server
+refuses their token (4403), and the Apollo example's subscriptions over multipart HTTP."""
 
 from __future__ import annotations
 
@@ -67,6 +67,13 @@ def test_a_refused_token_stops_reconnecting_and_asks_for_a_new_one(
 ) -> None:
     secret = server.env["MARK1_JWT_SECRET"]  # to mint a token that expires during the run
     run_scenario("token-refused.mjs", server, operator_token, tmp_path, MARK1_JWT_SECRET=secret)
+
+
+def test_apollo_example_runs_subscriptions_over_multipart_http(
+    server: Server, operator_token: str, tmp_path: Path
+) -> None:
+    secret = server.env["MARK1_JWT_SECRET"]  # to mint a token that expires during the run
+    run_scenario("apollo-multipart.mjs", server, operator_token, tmp_path, MARK1_JWT_SECRET=secret)
 
 
 def test_dashboard_resumes_event_feed_after_server_restart(

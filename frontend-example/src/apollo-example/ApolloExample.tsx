@@ -3,12 +3,22 @@ import { useMemo, useState, type FormEvent } from 'react';
 import { saveToken } from '../shared/session';
 import { createApolloClient } from './client';
 import { TaskList } from './TaskList';
+import type { SubscriptionTransport } from './transport';
 
 /** The task list for a token; when the server refuses the token, a form for a new one. */
-export function ApolloExample({ initialToken }: { initialToken: string | null }) {
+export function ApolloExample({
+  initialToken,
+  transport,
+}: {
+  initialToken: string | null;
+  transport: SubscriptionTransport;
+}) {
   const [token, setToken] = useState(initialToken);
   const [rejected, setRejected] = useState(false);
-  const client = useMemo(() => (token ? createApolloClient(token, () => setRejected(true)) : null), [token]);
+  const client = useMemo(
+    () => (token ? createApolloClient(token, transport, () => setRejected(true)) : null),
+    [token, transport],
+  );
 
   const adopt = (next: string) => {
     saveToken(next);

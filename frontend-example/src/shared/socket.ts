@@ -39,13 +39,17 @@ export function isTokenRejected(event: unknown): boolean {
 }
 
 /**
- * graphql-ws `retryWait`: exponential up to a few seconds, jittered (half to
- * full wait), so clients that lost the same server do not all come back in
- * the same instant.
+ * The wait before retry number `retries` (0 for the first): exponential up to
+ * a few seconds, jittered (half to full wait), so clients that lost the same
+ * server do not all come back in the same instant.
  */
+export function jitteredRetryDelay(retries: number): number {
+  return Math.min(250 * 2 ** retries, RETRY_CAP_MS) * (0.5 + Math.random() / 2);
+}
+
+/** graphql-ws `retryWait`: waits `jitteredRetryDelay(retries)`. */
 export function jitteredRetryWait(retries: number): Promise<void> {
-  const wait = Math.min(250 * 2 ** retries, RETRY_CAP_MS) * (0.5 + Math.random() / 2);
-  return new Promise((resolve) => setTimeout(resolve, wait));
+  return new Promise((resolve) => setTimeout(resolve, jitteredRetryDelay(retries)));
 }
 
 function describeClose(event: unknown): string {
