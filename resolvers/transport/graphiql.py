@@ -15,7 +15,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 
-_JSON = frozenset({"application/json", "application/graphql-response+json"})
+from resolvers.transport.negotiation import prefers
 
 
 def wants_graphiql(request: Request) -> bool:
@@ -24,24 +24,8 @@ def wants_graphiql(request: Request) -> bool:
 
 
 def prefers_html(accept: str) -> bool:
-    """Whether an Accept header ranks text/html above both JSON media types (RFC 9110
-    quality values; ``*/*`` counts for neither, so only a browser's navigation qualifies)."""
-    html = json = 0.0
-    for item in accept.lower().split(","):
-        media, *params = (part.strip() for part in item.split(";"))
-        quality = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        if media == "text/html":
-            html = max(html, quality)
-        elif media in _JSON:
-            json = max(json, quality)
-    return html > 0 and html > json
+    """Whether an Accept header ranks text/html above both JSON media types."""
+    return prefers(accept, "text/html")
 
 
 def graphiql_page(frontend_dir: Path) -> Response:

@@ -17,13 +17,12 @@ disconnects are the HTTP stream core's (streaming.py).
 from __future__ import annotations
 
 import orjson
-from graphql import GraphQLFormattedError, OperationType
+from graphql import GraphQLFormattedError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers.member import Framing
-from resolvers.transport.admission import DocumentRejected, chosen_operation
-from resolvers.transport.params import StreamRefused, read_params
+from resolvers.transport.params import StreamRefused, subscription_params
 from resolvers.transport.streaming import (
     HTTPStream,
     HTTPStreams,
@@ -105,16 +104,10 @@ class MultipartSubscriptions:
             request.headers.get("accept", "")
         ):
             return None
-        try:
-            params = await read_params(request, self._streams.documents)
-            if params.refused is not None:
-                return None  # GraphQL over HTTP refuses the document the same way
-            kind = chosen_operation(
-                params.query, params.operation_name, max_tokens=self._max_tokens
-            )
-        except (StreamRefused, DocumentRejected):
-            return None  # GraphQL over HTTP says what is wrong with it
-        if kind is not OperationType.SUBSCRIPTION:
+        params = await subscription_params(
+            request, self._streams.documents, max_tokens=self._max_tokens
+        )
+        if params is None:
             return None
         try:
             context = await self._streams.admit(request)

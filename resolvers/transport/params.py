@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from graphql import GraphQLFormattedError
+from graphql import GraphQLFormattedError, OperationType
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api.errors import Mark1Error
+from resolvers.transport.admission import DocumentRejected, chosen_operation
 from resolvers.transport.persisted import PersistedDocuments
 
 
@@ -100,3 +101,18 @@ async def read_params(request: Request, documents: PersistedDocuments) -> GraphQ
     except Mark1Error as refused:
         return GraphQLParams(None, variables, name, extensions, refused=refused)
     return GraphQLParams(query if text is None else text, variables, name, extensions)
+
+
+async def subscription_params(
+    request: Request, documents: PersistedDocuments, *, max_tokens: int
+) -> GraphQLParams | None:
+    """The request when it is a subscription that can run; None to let GraphQL over HTTP
+    answer it (a query or mutation, or a request it refuses with its own error)."""
+    try:
+        params = await read_params(request, documents)
+        if params.refused is not None:
+            return None
+        kind = chosen_operation(params.query, params.operation_name, max_tokens=max_tokens)
+    except (StreamRefused, DocumentRejected):
+        return None
+    return params if kind is OperationType.SUBSCRIPTION else None

@@ -33,7 +33,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from resolvers.member import Framing
-from resolvers.transport.params import StreamRefused, read_params
+from resolvers.transport.negotiation import prefers
+from resolvers.transport.params import StreamRefused, read_params, subscription_params
 from resolvers.transport.streaming import (
     HTTPStream,
     HTTPStreams,
@@ -107,6 +108,7 @@ class GraphQLOverSSE:
     def __init__(self, streams: HTTPStreams, *, reservation_timeout: float) -> None:
         self._streams = streams
         self._timeout = reservation_timeout
+        self._max_tokens = streams.runtime.settings.max_tokens
         self._reservations: dict[str, HTTPStream] = {}
         self._lapses: dict[str, asyncio.Task[None]] = {}
 
@@ -144,9 +146,21 @@ class GraphQLOverSSE:
 
     # -- distinct connections -----------------------------------------------
 
-    async def _distinct(self, request: Request) -> HTTPStream:
-        context = await self._streams.admit(request)
-        params = await read_params(request, self._streams.documents)
+    async def _distinct(self, request: Request) -> HTTPStream | None:
+        """One operation on its own stream. A client that ranks JSON as high as
+        text/event-stream (urql lists it after the JSON types) gets a stream for a
+        subscription only: its queries and mutations go on to GraphQL over HTTP."""
+        if prefers(request.headers.get("accept", ""), MEDIA_TYPE):
+            context = await self._streams.admit(request)
+            params = await read_params(request, self._streams.documents)
+        else:
+            found = await subscription_params(
+                request, self._streams.documents, max_tokens=self._max_tokens
+            )
+            if found is None:
+                return None
+            context = await self._streams.admit(request)
+            params = found
         stream = await self._streams.open(context, WIRE, one_operation=True)
         stream.start("", params, DistinctFraming(), method=request.method)
         return stream

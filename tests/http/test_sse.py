@@ -127,6 +127,36 @@ async def test_a_query_over_sse_is_one_next_event_then_complete(
     assert result == {"data": {"me": {"subject": "ann", "tenant": tenant}}}
 
 
+# urql's fetch exchange sends this Accept with every request: text/event-stream and
+# multipart/mixed only if the server must (an incremental or streamed result).
+URQL_ACCEPT = (
+    "application/graphql-response+json, application/graphql+json, application/json, "
+    "text/event-stream, multipart/mixed"
+)
+
+
+async def test_a_client_ranking_json_first_gets_json_for_a_query_and_a_stream_for_a_subscription(
+    client: httpx.AsyncClient, server: LiveServer, tenant: str
+) -> None:
+    viewer = server.token("VIEWER", tenant=tenant)
+    headers = {"Accept": URQL_ACCEPT, "Authorization": f"Bearer {viewer}"}
+    answer = await client.post(server.url, json=request_body("{ me { subject } }"), headers=headers)
+    unauthenticated = await client.post(
+        server.url, json=request_body("{ me { role } }"), headers={"Accept": URQL_ACCEPT}
+    )
+    assert answer.headers["content-type"].startswith("application/graphql-response+json")
+    assert "subject" in answer.json()["data"]["me"]
+    assert unauthenticated.headers["content-type"].startswith("application/graphql-response+json")
+
+    async with sse(client, server, viewer, TASKS, headers={"Accept": URQL_ACCEPT}) as stream:
+        assert stream.response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        await subscribed(server, 1)
+        await Tenant(server, tenant).create_task("to urql")
+        assert await stream.expect("next") == {
+            "data": {"taskUpdates": {"title": "to urql", "status": "PENDING"}}
+        }
+
+
 async def test_a_get_with_the_query_in_the_url_streams_too_but_never_runs_a_mutation(
     client: httpx.AsyncClient, server: LiveServer, tenant: str
 ) -> None:
