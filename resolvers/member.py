@@ -9,11 +9,19 @@ has to wait for the transport does the member get a writer task, and results
 queue behind it, up to ``capacity``; beyond that the member ends alone with
 SLOW_CONSUMER (DESIGN: one slow subscriber never stalls the others).
 
-A member that passed ``after`` holds the group's results, tagged by event id,
-while it replays the history after its cursor; then it sends what it held,
-skipping ids the replay already sent: joined first, replayed second, drained
-third, as api/events/stream.py does for a single subscriber, so nothing is
-lost or sent twice across the switch.
+A member that passed ``after`` switches from history to live without a gap
+or a duplicate (resolvers/multiplex.py says why each step holds):
+
+1. it joins the group and, once the group is live, takes ``through``: the
+   bus's head for the tenant, an id every event up to which is committed;
+2. it holds the group's results above ``through`` (the group's stream has
+   every event above it, in order) and drops those at or below it;
+3. it replays the outbox from its cursor up to and including ``through``;
+4. it sends what it held, then live results as they come.
+
+Every result that carries an event is accepted only if its id is above the
+last one accepted, so no id reaches the socket twice or out of order,
+whatever the group and the replay race to deliver.
 """
 
 from __future__ import annotations
@@ -139,7 +147,11 @@ class Member:
         self._pending: EventRecord | None = None  # the record of a write in flight
         self.done = asyncio.Event()
         self.failure: Exception | None = None
+        # The last event id sent: a SLOW_CONSUMER error tells the client to resume there.
         self.last_event_id = after
+        # The last event id accepted from the group (sent, queued or held), or that the
+        # replay covers: the group's results at or below it are dropped.
+        self._accepted = after
 
     # -- from the group --------------------------------------------------
 
@@ -150,13 +162,11 @@ class Member:
         """
         if self._final is not None or self._slow or self._gone:
             return False
-        if (
-            record is not None
-            and self.last_event_id is not None
-            and record.id <= self.last_event_id
-        ):
-            # The replay read it from the outbox before the group's live stream got to it.
-            return False
+        if record is not None:
+            if self._accepted is not None and record.id <= self._accepted:
+                # The replay sends it, or already did: the group's stream lags the outbox.
+                return False
+            self._accepted = record.id
         if self._replaying:
             assert self._held is not None
             if len(self._held) >= self._capacity:
@@ -164,18 +174,7 @@ class Member:
             else:
                 self._held.append((payload, record))
             return False
-        if self._writer is None and not self._queue:
-            if self._write(self.framing.data(payload)):
-                if record is not None:
-                    self.last_event_id = record.id
-                return True
-            if self._writer is not None:
-                self._pending = record  # counted by the writer once the send completes
-        elif len(self._queue) >= self._capacity:
-            self._overflow()
-        else:
-            self._queue.append((self.framing.data(payload), record))
-        return False
+        return self._deliver(payload, record)
 
     def finish(self, messages: list[str]) -> None:
         """End with ``messages`` (``complete``, or a failure) after what is queued."""
@@ -188,12 +187,22 @@ class Member:
 
     # -- the replay of a member that passed ``after`` ----------------------
 
+    def replay_through(self, through: int) -> None:
+        """The replay covers ids up to ``through``: the group's results at or below it
+        are dropped, from now on and from what is held."""
+        self._accepted = through if self._accepted is None else max(self._accepted, through)
+        if self._held:
+            self._held = deque((p, r) for p, r in self._held if r is None or r.id > through)
+
     @property
     def replaying(self) -> bool:
         return self._replaying and not (self._slow or self._gone)
 
     async def replayed(self, payload: str, record: EventRecord | None) -> None:
         """Send one result of the replay (nothing else writes meanwhile)."""
+        last = self.last_event_id
+        if record is not None and last is not None and record.id <= last:
+            return  # never twice, never backwards (the replay reads in id order)
         try:
             await self._send(self.framing.data(payload))
         except Exception as exc:
@@ -204,18 +213,16 @@ class Member:
             self.last_event_id = record.id
 
     def go_live(self) -> None:
-        """The replay is over: send the held results it did not cover, then live ones."""
+        """The replay is over: send what was held (all above the replay), then live."""
         self._replaying = False
         held, self._held = self._held or deque(), None
         if self._slow or self._gone:
             self._end_if_idle()
             return
-        last = self.last_event_id
         final, self._final = self._final, None  # the group may have ended meanwhile
         for payload, record in held:
-            if record is not None and last is not None and record.id <= last:
-                continue  # the replay sent it
-            self.offer(payload, record)
+            if self._deliver(payload, record) and record is not None:
+                self._metrics.delivered(record, live=True)
         if final is not None and self._final is None:
             self._final = final
         self._end_if_idle()
@@ -228,6 +235,21 @@ class Member:
         self.finish(messages)
 
     # -- writing ---------------------------------------------------------
+
+    def _deliver(self, payload: str, record: EventRecord | None) -> bool:
+        """Write an accepted result now, or queue it behind the write in flight."""
+        if self._writer is None and not self._queue:
+            if self._write(self.framing.data(payload)):
+                if record is not None:
+                    self.last_event_id = record.id
+                return True
+            if self._writer is not None:
+                self._pending = record  # counted by the writer once the send completes
+        elif len(self._queue) >= self._capacity:
+            self._overflow()
+        else:
+            self._queue.append((self.framing.data(payload), record))
+        return False
 
     def _write(self, text: str) -> bool:
         """Write now (True); only a send that must wait for the transport gets a task."""
