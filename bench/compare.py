@@ -21,14 +21,16 @@ raw uvicorn WebSocket floor (bench/floor.py: no GraphQL at all). Writes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -187,16 +189,10 @@ async def _run_case(
     case: Case, *, n: int, events: int, rate: float, command: str, profile: Path | None
 ) -> dict[str, Any]:
     target = _start(case.server)
-    spy = None
+    sampled = None
     if profile is not None and case.server == "mark1" and shutil.which("py-spy") is not None:
-        # Sampled for the whole case; the set-up and connect phases are short beside it.
         out = profile / f"{case.name.replace(' ', '-')}.txt"
-        argv = ["py-spy", "record", "--rate", "200", "--pid", str(target.pid)]
-        spy = subprocess.Popen(  # noqa: ASYNC220 - started once, before the clock runs
-            [*argv, "--format", "raw", "--output", str(out)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        sampled = partial(_sampled, target, out)
     try:
         scenario = Scenario(
             name=f"{case.name} ({case.server})",
@@ -215,12 +211,26 @@ async def _run_case(
             deflate=False,
             command=command,
             scenario=scenario,
+            measured_by=sampled,
         )
     finally:
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(30)
         target.stop()
+
+
+@contextlib.contextmanager
+def _sampled(target: Target, out: Path) -> Iterator[None]:
+    """py-spy on the server for the measured window only (not the connects)."""
+    argv = ["py-spy", "record", "--rate", "200", "--pid", str(target.pid)]
+    spy = subprocess.Popen(
+        [*argv, "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
 
 
 def _figures(result: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import threading
 import time
 from array import array
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -242,7 +243,9 @@ async def bench(
     deflate: bool,
     command: str,
     scenario: Scenario | None = None,
+    measured_by: Callable[[], AbstractContextManager[None]] | None = None,
 ) -> dict[str, Any]:
+    """``measured_by``, when given, is entered for the measured window only (a profiler)."""
     scenario = scenario or Scenario()
     progress = Progress()
     machine = report.machine()
@@ -348,28 +351,34 @@ async def bench(
                 f"delivered {sum(workers.delivered):,}/{expected:,}"
             )
 
-        cpu_before = target.cpu_seconds()
-        publishing = asyncio.create_task(publisher.run())
-        while not publishing.done():
-            await workers.pump(0.2)
-            shown()
-        await publishing
-        budget = 60 + (events / rate if rate else 0)
-        try:
-            await _until(
-                workers,
-                lambda: len(workers.received) == len(plans),
-                "every event to arrive",
-                budget,
-                shown,
-            )
-        except RuntimeError as exc:
-            progress.done(f"{exc}; collecting what arrived")
-            workers.stop()
-            await _until(
-                workers, lambda: len(workers.received) == len(plans), "reports", 60, lambda: None
-            )
-        cpu_after = target.cpu_seconds()
+        measured = measured_by() if measured_by is not None else contextlib.nullcontext()
+        with measured:
+            cpu_before = target.cpu_seconds()
+            publishing = asyncio.create_task(publisher.run())
+            while not publishing.done():
+                await workers.pump(0.2)
+                shown()
+            await publishing
+            budget = 60 + (events / rate if rate else 0)
+            try:
+                await _until(
+                    workers,
+                    lambda: len(workers.received) == len(plans),
+                    "every event to arrive",
+                    budget,
+                    shown,
+                )
+            except RuntimeError as exc:
+                progress.done(f"{exc}; collecting what arrived")
+                workers.stop()
+                await _until(
+                    workers,
+                    lambda: len(workers.received) == len(plans),
+                    "reports",
+                    60,
+                    lambda: None,
+                )
+            cpu_after = target.cpu_seconds()
         progress.done(
             f"delivered {sum(r.messages for r in workers.received.values()):,}/{expected:,}"
         )

@@ -31,7 +31,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from graphql import GraphQLError, GraphQLFormattedError
@@ -43,7 +43,20 @@ from api.metrics import Metrics
 log = logging.getLogger(__name__)
 
 SendText = Callable[[str], Awaitable[None]]
+# Writes one result (its UTF-8 payload) as the operation's message straight to the
+# socket; False when it cannot now (resolvers/transport/frames.py).
+WriteFrame = Callable[[bytes], bool]
+# Writes a text message of three UTF-8 parts straight to a socket (frames.py).
+FrameWriter = Callable[[bytes, bytes, bytes], bool]
 Outgoing = tuple[str, EventRecord | None]
+
+
+class Payload(NamedTuple):
+    """A result serialised once for the whole group: as text for the ASGI sends,
+    as UTF-8 for frames written straight to a socket."""
+
+    text: str
+    utf8: bytes
 
 
 class Framing(ABC):
@@ -97,6 +110,13 @@ class SocketFraming(Framing):
     def data(self, payload: str) -> str:
         return self._data + payload + "}"
 
+    def writer(self, frames: FrameWriter | None) -> WriteFrame | None:
+        """Results written straight to the socket through ``frames``, when it has one."""
+        if frames is None:
+            return None
+        head = self._data.encode()  # a result is this, the group's payload, "}"
+        return lambda payload: frames(head, payload, b"}")
+
     def failed(self, errors: str) -> list[str]:
         """graphql-transport-ws ends the operation with ``error``; the legacy protocol,
         as subscriptions-transport-ws's own server, with ``data`` carrying the errors
@@ -127,9 +147,11 @@ class Member:
         metrics: Metrics,
         *,
         after: int | None = None,
+        write_frame: WriteFrame | None = None,
     ) -> None:
         self.framing = framing
         self._send = send_text
+        self._direct = write_frame
         self._capacity = capacity
         self._metrics = metrics
         self._queue: deque[Outgoing] = deque()
@@ -137,7 +159,7 @@ class Member:
         self._replaying = after is not None
         # What the group sent while the replay ran; only members that replay have one
         # (an empty deque costs half a kilobyte, and there may be 10,000 members).
-        self._held: deque[tuple[str, EventRecord | None]] | None = (
+        self._held: deque[tuple[Payload, EventRecord | None]] | None = (
             deque() if after is not None else None
         )
         self._final: list[str] | None = None
@@ -155,7 +177,7 @@ class Member:
 
     # -- from the group --------------------------------------------------
 
-    def offer(self, payload: str, record: EventRecord | None) -> bool:
+    def offer(self, payload: Payload, record: EventRecord | None) -> bool:
         """One result of the group; on overflow the member ends with SLOW_CONSUMER.
 
         True when it was written at once: the group counts those deliveries itself.
@@ -236,10 +258,13 @@ class Member:
 
     # -- writing ---------------------------------------------------------
 
-    def _deliver(self, payload: str, record: EventRecord | None) -> bool:
+    def _deliver(self, payload: Payload, record: EventRecord | None) -> bool:
         """Write an accepted result now, or queue it behind the write in flight."""
         if self._writer is None and not self._queue:
-            if self._write(self.framing.data(payload)):
+            direct = self._direct
+            if (direct is not None and direct(payload.utf8)) or self._write(
+                self.framing.data(payload.text)
+            ):
                 if record is not None:
                     self.last_event_id = record.id
                 return True
@@ -248,7 +273,7 @@ class Member:
         elif len(self._queue) >= self._capacity:
             self._overflow()
         else:
-            self._queue.append((self.framing.data(payload), record))
+            self._queue.append((self.framing.data(payload.text), record))
         return False
 
     def _write(self, text: str) -> bool:

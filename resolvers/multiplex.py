@@ -54,7 +54,7 @@ from api.logging import context as log_context
 from api.metrics import Metrics
 from resolvers.context import Context
 from resolvers.grouping import GroupKey, Plan, Shape, plan_for, shape_of
-from resolvers.member import Framing, Member, SendText
+from resolvers.member import Framing, Member, Payload, SendText, WriteFrame
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +109,14 @@ def failure_of(result: object) -> str | None:
 
 def payload_of(result: ExecutionResult) -> str:
     """The result as the JSON every member sends (serialised once per event)."""
+    return _serialised(result).decode()
+
+
+def _serialised(result: ExecutionResult) -> bytes:
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
         body["errors"] = [e.formatted for e in result.errors]
-    return orjson.dumps(body).decode()
+    return orjson.dumps(body)
 
 
 class Group:
@@ -163,7 +167,7 @@ class Group:
         for member in list(self.members):
             member.finish(messages(member.framing))
 
-    def _fan_out(self, payload: str, record: EventRecord | None) -> None:
+    def _fan_out(self, payload: Payload, record: EventRecord | None) -> None:
         # A function of its own: no loop variable outlives it in the group's frame, which
         # would keep the last member (and its socket) alive until the next event.
         written = 0
@@ -193,8 +197,8 @@ class Group:
                         self._end(methodcaller("failed", failure))
                         return
                     assert isinstance(result, ExecutionResult)
-                    payload = payload_of(result)
-                    self._fan_out(payload, self._context.last_record)
+                    utf8 = _serialised(result)
+                    self._fan_out(Payload(utf8.decode(), utf8), self._context.last_record)
             self._end(lambda f: [f.complete])
         except asyncio.CancelledError:
             raise
@@ -256,11 +260,14 @@ class Multiplexer:
         context: Context,
         query: str,
         variables: dict[str, Any] | None,
+        write_frame: WriteFrame | None = None,
     ) -> None:
         """Run one member until its stream ends or it is cancelled; always leaves the group.
 
         ``query`` and ``variables`` are the operation's own, replayed when it passed
-        ``after``; the group runs the plan's live-only equivalent. A failure of the
+        ``after``; the group runs the plan's live-only equivalent. ``write_frame``
+        writes a result straight to the socket while it can (results then skip the
+        ASGI send: resolvers/transport/frames.py). A failure of the
         member itself (a write the socket refused) propagates to the caller, which
         decides whether the socket can still be told.
         """
@@ -277,6 +284,7 @@ class Multiplexer:
             self._capacity,
             self._metrics,
             after=plan.after,
+            write_frame=write_frame,
         )
         group.members.add(member)
         counted = False
