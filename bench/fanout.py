@@ -207,8 +207,12 @@ class Publisher:
         gate = asyncio.Semaphore(self.in_flight)
 
         async def one(client: httpx.AsyncClient, i: int) -> None:
+            # Paced: the label carries when the event was due (subscribers.py).
+            label = (
+                f"bench {i}@{self.started + i / self.rate:.6f}" if self.rate > 0 else f"bench {i}"
+            )
             try:
-                await self.publish(client, f"bench {i}")
+                await self.publish(client, label)
                 self.published += 1
             except Exception:
                 self.failures += 1
@@ -388,8 +392,10 @@ async def bench(
 
     received = list(workers.received.values())
     latencies: array[float] = array("d")
+    scheduled: array[float] = array("d")
     for r in received:
         latencies.extend(r.latencies)
+        scheduled.extend(r.scheduled)
     delivered = sum(r.messages for r in received)
     last_arrival = max((r.last_arrival for r in received), default=publisher.finished)
     window = max(last_arrival - publisher.started, 1e-9)
@@ -436,6 +442,7 @@ async def bench(
             "delivery_window_seconds": window,
             "bytes_per_message": sum(r.bytes for r in received) / max(delivered, 1),
             "latency_seconds": report.summary(latencies),
+            "scheduled_latency_seconds": report.summary(scheduled) if scheduled else None,
             "server_cpu_seconds_per_message": cpu,
             "server_memory": memory,
             "slow_consumers_dropped": int(
