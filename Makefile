@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY ?= python3
 FRONTEND := frontend-example
 
-.PHONY: demo test lint bench soak serve env frontend clients schema clean token
+.PHONY: demo test lint bench bench-10k soak serve env frontend clients schema clean token
 
 $(UV):
 	@command -v uv >/dev/null 2>&1 || $(PY) -m pip install --user --quiet uv || $(PY) -m pip install --quiet --break-system-packages uv
@@ -63,6 +63,10 @@ bench: env
 # duplicated or reordered event, or RSS growing more than 5 % after warm-up.
 soak: env
 	$(UV) run python -m bench.soak
+
+# 10,000 subscribers in one process (memory per connection, 5 events/s to all).
+bench-10k: env
+	$(UV) run python -m bench.compare --only "10k" --ten-thousand
 
 clean:
 	rm -rf .mark1 .pytest_cache .mypy_cache .ruff_cache

@@ -40,6 +40,7 @@ from api.services.workflows import WorkflowService
 from api.settings import Settings
 from resolvers.schema import build_schema
 from resolvers.transport import GraphQLEndpoint
+from resolvers.transport.frames import RawSend
 from resolvers.transport.sse import TOKEN_HEADER
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
         routes.append(Route("/", to_app))
     middleware = [
-        Middleware(RequestContext),  # outermost: every log line of a request carries its id
+        # Outermost, so it sees the server's own send (resolvers/transport/frames.py).
+        Middleware(RawSend),
+        Middleware(RequestContext),  # every log line of a request carries its id
         Middleware(BodyLimit, max_bytes=settings.max_message_bytes),
     ]
     if settings.cors_origins:

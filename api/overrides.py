@@ -31,13 +31,36 @@ OVERRIDES: dict[str, Override] = {
             "resolvers/transport/legacy_ws.py: BaseGraphQLWSHandler.handle_async_results, "
             "handle_connection_init and its keep_alive_task",
             "resolvers/transport/policy.py: ASGIWebSocketAdapter.iter_json",
-            "resolvers/errors.py: MaskErrors._process_errors",
+            "resolvers/errors.py: MaskErrors._process_errors, _process_result",
             "resolvers/schema.py: strawberry.extensions.max_aliases.create_validator, "
             "strawberry.extensions.query_depth_limiter.create_validator, "
             "strawberry.schema.schema.validate_document, Schema._schema, "
             "ExecutionContext.parse_options and pre_execution_errors",
+            "resolvers/execution.py: StrawberryGraphQLCoreExecutionContext (subclassed)",
             "resolvers/multiplex.py, resolvers/transport/legacy_ws.py: "
             "strawberry.utils.aio.aclosing",
+        ),
+    ),
+    "graphql-core": Override(
+        ">=3.3.2,<3.4",
+        (
+            "resolvers/execution.py: Executor.collect_subfields (memoised on the field "
+            "nodes), FieldDetails.defer_usage and fragment_variable_values",
+        ),
+    ),
+    "uvicorn": Override(
+        ">=0.54,<0.55",
+        (
+            "resolvers/transport/frames.py: WebSocketsSansIOProtocol.transport, conn, "
+            "writable, close_sent, and its send method as the ASGI send (frames written "
+            "straight to the transport)",
+        ),
+    ),
+    "prometheus-client": Override(
+        ">=0.26,<0.27",
+        (
+            "api/metrics.py: CountedHistogram.observe_many (Histogram._sum, _buckets, "
+            "_upper_bounds, _raise_if_not_observable)",
         ),
     ),
     "aiosqlite": Override(

@@ -11,6 +11,7 @@ noisy a shared machine is. Each scenario gets a fresh server process:
 | burst distinct | 1,000 x 50 | one alias per socket: 1,000 documents |
 | burst events (after) | 1,000 x 50 | ``events`` live-only vs ``events(after: "0")`` |
 | paced identical / events (after) | 200 at 200 events/s | latency at a sustainable rate |
+| paced 10k identical (``--ten-thousand``) | 10,000 at 5 events/s | memory per connection, latency |
 
 Servers: ``mark1 serve`` (SQLite, memory bus), ``bench/node-reference`` (Node
 graphql-js + graphql-ws, no auth, no database: ``npm ci`` there first), and the
@@ -21,14 +22,16 @@ raw uvicorn WebSocket floor (bench/floor.py: no GraphQL at all). Writes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -147,6 +150,7 @@ class Case:
     server: str  # mark1 | node | floor
     subscribe: Callable[[int], str]
     paced: bool = False
+    large: bool = False  # 10,000 sockets: only with --ten-thousand
 
 
 CASES = [
@@ -161,6 +165,7 @@ CASES = [
     Case("paced identical", "mark1", _identical, paced=True),
     Case("paced events", "mark1", _events_live, paced=True),
     Case("paced events after", "mark1", _events_after, paced=True),
+    Case("paced 10k identical", "mark1", _identical, paced=True, large=True),
 ]
 
 
@@ -184,19 +189,20 @@ def _prepare(server: str) -> Any:
 
 
 async def _run_case(
-    case: Case, *, n: int, events: int, rate: float, command: str, profile: Path | None
+    case: Case,
+    *,
+    n: int,
+    events: int,
+    rate: float,
+    command: str,
+    profile: Path | None,
+    per_process: int = 500,
 ) -> dict[str, Any]:
     target = _start(case.server)
-    spy = None
+    sampled = None
     if profile is not None and case.server == "mark1" and shutil.which("py-spy") is not None:
-        # Sampled for the whole case; the set-up and connect phases are short beside it.
         out = profile / f"{case.name.replace(' ', '-')}.txt"
-        argv = ["py-spy", "record", "--rate", "200", "--pid", str(target.pid)]
-        spy = subprocess.Popen(  # noqa: ASYNC220 - started once, before the clock runs
-            [*argv, "--format", "raw", "--output", str(out)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        sampled = partial(_sampled, target, out)
     try:
         scenario = Scenario(
             name=f"{case.name} ({case.server})",
@@ -210,17 +216,31 @@ async def _run_case(
             n=n,
             events=events,
             rate=rate,
-            per_process=500,
+            per_process=per_process,
             concurrency=100,
             deflate=False,
             command=command,
             scenario=scenario,
+            measured_by=sampled,
         )
     finally:
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(30)
         target.stop()
+
+
+@contextlib.contextmanager
+def _sampled(target: Target, out: Path) -> Iterator[None]:
+    """py-spy on the server for the measured window only (not the connects)."""
+    argv = ["py-spy", "record", "--rate", "200", "--pid", str(target.pid)]
+    spy = subprocess.Popen(
+        [*argv, "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
 
 
 def _figures(result: dict[str, Any]) -> dict[str, Any]:
@@ -240,6 +260,7 @@ def _figures(result: dict[str, Any]) -> dict[str, Any]:
         "cpu_us_per_msg": cpu * 1e6 if cpu else None,
         "p50_ms": r["latency_seconds"]["p50"] * 1000,
         "p99_ms": r["latency_seconds"]["p99"] * 1000,
+        "scheduled_p99_ms": (r.get("scheduled_latency_seconds") or {}).get("p99", 0) * 1000 or None,
         "kib_per_connection": r["server_memory"].get("per_connection_kib"),
     }
 
@@ -285,19 +306,26 @@ def summary(results: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[str, st
                 _ratio(after["msgs_per_s"], live["msgs_per_s"]),
             )
         )
-    for case in ("paced identical", "paced events", "paced events after"):
+    for case in ("paced identical", "paced events", "paced events after", "paced 10k identical"):
         for server in ("mark1", "node"):
             f = get(case, server)
             if f is None:
                 continue
             stamped = f["publish_rate"] / f["rate"] if f["rate"] else 0
+            due = f.get("scheduled_p99_ms")
             rows.append(
                 (
                     f"{case} ({server})",
-                    f"{f['subscribers']} subs at {f['rate']:g} events/s: achieved "
+                    f"{f['subscribers']:,} subs at {f['rate']:g} events/s: achieved "
                     f"{f['publish_rate']:.0f}/s ({stamped:.0%}), "
-                    f"p50 {f['p50_ms']:.0f} ms, p99 {f['p99_ms']:.0f} ms",
-                    f"{f['msgs_per_s']:,.0f} msgs/s",
+                    f"commit→arrival p50 {f['p50_ms']:.0f} ms, p99 {f['p99_ms']:.0f} ms"
+                    + (f", scheduled→arrival p99 {due:.0f} ms" if due else ""),
+                    f"{f['msgs_per_s']:,.0f} msgs/s"
+                    + (
+                        f", {f['kib_per_connection']:.1f} KiB/connection"
+                        if case == "paced 10k identical" and f["kib_per_connection"]
+                        else ""
+                    ),
                 )
             )
     live, after = get("paced events", "mark1"), get("paced events after", "mark1")
@@ -337,6 +365,15 @@ def main(
     paced_subscribers: Annotated[int, typer.Option(help="Paced subscribers.")] = 200,
     paced_rate: Annotated[float, typer.Option(help="Paced events per second.")] = 200,
     paced_seconds: Annotated[float, typer.Option(help="Paced run length.")] = 5,
+    ten_thousand: Annotated[
+        bool,
+        typer.Option(help="Also 10,000 subscribers at 5 events/s (a few minutes, 2 GB of RAM)."),
+    ] = False,
+    large_subscribers: Annotated[
+        int, typer.Option(help="Subscribers of the --ten-thousand case.")
+    ] = 10_000,
+    large_rate: Annotated[float, typer.Option(help="Events per second of that case.")] = 5,
+    large_seconds: Annotated[float, typer.Option(help="Length of that case.")] = 10,
     only: Annotated[
         list[str] | None, typer.Option(help="Run only cases whose name contains this.")
     ] = None,
@@ -347,7 +384,7 @@ def main(
 ) -> None:
     """Fan-out figures for Mark-1, the Node reference and the raw floor, in one run."""
     command = shlex.join(["uv", "run", "python", "-m", "bench.compare", *sys.argv[1:]])
-    _raise_fd_limit(subscribers * 2 + 256)
+    _raise_fd_limit(max(subscribers, large_subscribers if ten_thousand else 0) * 2 + 256)
     machine = report.machine()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     if profile is not None:
@@ -356,13 +393,27 @@ def main(
         label = f"{case.name} ({case.server})"
         if only and not any(o in label for o in only):
             continue
+        if case.large and not ten_thousand:
+            continue
         print(f"\n== {label}", flush=True)
         n = paced_subscribers if case.paced else subscribers
         count = int(paced_rate * paced_seconds) if case.paced else events
         rate = paced_rate if case.paced else 0
+        per_process = 500
+        if case.large:
+            n, rate, count = large_subscribers, large_rate, int(large_rate * large_seconds)
+            per_process = 1000  # ten client processes, not twenty, on a small machine
         try:
             result = asyncio.run(
-                _run_case(case, n=n, events=count, rate=rate, command=command, profile=profile)
+                _run_case(
+                    case,
+                    n=n,
+                    events=count,
+                    rate=rate,
+                    command=command,
+                    profile=profile,
+                    per_process=per_process,
+                )
             )
         except Exception as exc:  # one failing peer must not lose the other figures
             print(f"   failed: {exc}", flush=True)

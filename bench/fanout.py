@@ -26,6 +26,7 @@ import threading
 import time
 from array import array
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -206,8 +207,12 @@ class Publisher:
         gate = asyncio.Semaphore(self.in_flight)
 
         async def one(client: httpx.AsyncClient, i: int) -> None:
+            # Paced: the label carries when the event was due (subscribers.py).
+            label = (
+                f"bench {i}@{self.started + i / self.rate:.6f}" if self.rate > 0 else f"bench {i}"
+            )
             try:
-                await self.publish(client, f"bench {i}")
+                await self.publish(client, label)
                 self.published += 1
             except Exception:
                 self.failures += 1
@@ -242,7 +247,9 @@ async def bench(
     deflate: bool,
     command: str,
     scenario: Scenario | None = None,
+    measured_by: Callable[[], AbstractContextManager[None]] | None = None,
 ) -> dict[str, Any]:
+    """``measured_by``, when given, is entered for the measured window only (a profiler)."""
     scenario = scenario or Scenario()
     progress = Progress()
     machine = report.machine()
@@ -348,28 +355,34 @@ async def bench(
                 f"delivered {sum(workers.delivered):,}/{expected:,}"
             )
 
-        cpu_before = target.cpu_seconds()
-        publishing = asyncio.create_task(publisher.run())
-        while not publishing.done():
-            await workers.pump(0.2)
-            shown()
-        await publishing
-        budget = 60 + (events / rate if rate else 0)
-        try:
-            await _until(
-                workers,
-                lambda: len(workers.received) == len(plans),
-                "every event to arrive",
-                budget,
-                shown,
-            )
-        except RuntimeError as exc:
-            progress.done(f"{exc}; collecting what arrived")
-            workers.stop()
-            await _until(
-                workers, lambda: len(workers.received) == len(plans), "reports", 60, lambda: None
-            )
-        cpu_after = target.cpu_seconds()
+        measured = measured_by() if measured_by is not None else contextlib.nullcontext()
+        with measured:
+            cpu_before = target.cpu_seconds()
+            publishing = asyncio.create_task(publisher.run())
+            while not publishing.done():
+                await workers.pump(0.2)
+                shown()
+            await publishing
+            budget = 60 + (events / rate if rate else 0)
+            try:
+                await _until(
+                    workers,
+                    lambda: len(workers.received) == len(plans),
+                    "every event to arrive",
+                    budget,
+                    shown,
+                )
+            except RuntimeError as exc:
+                progress.done(f"{exc}; collecting what arrived")
+                workers.stop()
+                await _until(
+                    workers,
+                    lambda: len(workers.received) == len(plans),
+                    "reports",
+                    60,
+                    lambda: None,
+                )
+            cpu_after = target.cpu_seconds()
         progress.done(
             f"delivered {sum(r.messages for r in workers.received.values()):,}/{expected:,}"
         )
@@ -379,8 +392,10 @@ async def bench(
 
     received = list(workers.received.values())
     latencies: array[float] = array("d")
+    scheduled: array[float] = array("d")
     for r in received:
         latencies.extend(r.latencies)
+        scheduled.extend(r.scheduled)
     delivered = sum(r.messages for r in received)
     last_arrival = max((r.last_arrival for r in received), default=publisher.finished)
     window = max(last_arrival - publisher.started, 1e-9)
@@ -427,6 +442,7 @@ async def bench(
             "delivery_window_seconds": window,
             "bytes_per_message": sum(r.bytes for r in received) / max(delivered, 1),
             "latency_seconds": report.summary(latencies),
+            "scheduled_latency_seconds": report.summary(scheduled) if scheduled else None,
             "server_cpu_seconds_per_message": cpu,
             "server_memory": memory,
             "slow_consumers_dropped": int(

@@ -76,6 +76,9 @@ class Connected:
 @dataclass
 class Received:
     latencies: array[float] = field(default_factory=lambda: array("d"))
+    # From the time the publisher scheduled the event (paced runs): no coordinated
+    # omission when the server falls behind and the publisher with it.
+    scheduled: array[float] = field(default_factory=lambda: array("d"))
     first_arrival: float = float("inf")
     last_arrival: float = 0.0
     messages: int = 0
@@ -164,7 +167,8 @@ async def _main(plan: Plan, pipe: Connection) -> None:
                     continue
                 if not label.startswith(TIMED):
                     continue  # set-up events replayed by events(after:)
-                seq = int(label.removeprefix(TIMED))
+                number, _, due = label.removeprefix(TIMED).partition("@")
+                seq = int(number)
                 if seq in sock.seen:
                     received.duplicates += 1
                     continue
@@ -181,6 +185,8 @@ async def _main(plan: Plan, pipe: Connection) -> None:
                     received.out_of_order += event_id < sock.last_event_id
                     sock.last_event_id = max(sock.last_event_id, event_id)
                 received.latencies.append(arrived - at)
+                if due:
+                    received.scheduled.append(arrived - float(due))
                 received.first_arrival = min(received.first_arrival, arrived)
                 received.last_arrival = max(received.last_arrival, arrived)
                 received.messages += 1

@@ -9,7 +9,10 @@ connection each, requests back to back, no subscribers) sending
 ``reportProgress``, ``heartbeat``, ``createTask`` and ``claimTask`` (each
 claim followed by the ``completeTask`` that frees the agent again), and the
 raw SQL of one ``reportProgress`` issued straight to the same database
-(``bench/rawsql.py``). Every product figure is given as a ratio to the floors
+(``bench/rawsql.py``), and ``reportProgress`` again with ``--subscribers``
+identical ``taskUpdates`` subscriptions attached (from client processes of
+their own): every mutation then fans out to all of them, so the rate should be
+bounded by the fan-out alone. Every product figure is given as a ratio to the floors
 measured in the same run, with the server's CPU time per mutation (from
 /proc/<pid>/stat before and after the window) and the load generator's own
 CPU share (it must stay well under one core for the figures to be the
@@ -19,7 +22,9 @@ server's). Results go to stdout and ``bench/results/writes.json`` / ``.md``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import os
 import shlex
 import shutil
@@ -42,7 +47,7 @@ import uvloop
 
 from api.auth.tokens import mint_token
 from api.domain import Role
-from bench import load, rawsql, report
+from bench import load, rawsql, report, subscribers
 from bench.server import Target, spawn
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,6 +64,13 @@ CREATE = "mutation($title: String!) { createTask(input: {title: $title}) { id st
 CLAIM = "mutation($a: ID!) { claimTask(agentId: $a) { id status } }"
 COMPLETE = "mutation($t: ID!) { completeTask(taskId: $t) { id status } }"
 CURRENT = "query($a: ID!) { agent(id: $a) { currentTask { id } } }"
+WATCH = orjson.dumps(
+    {
+        "id": "1",
+        "type": "subscribe",
+        "payload": {"query": "subscription { taskUpdates { id progress updatedAt } }"},
+    }
+).decode()
 REGISTER = (
     "mutation($n: String!) { registerAgent(input: {name: $n, capabilities: []}) "
     "{ agent { id } token } }"
@@ -369,6 +381,12 @@ def main(
     profile: Annotated[
         Path | None, typer.Option(help="directory for py-spy profiles (needs py-spy)")
     ] = None,
+    subscribers_: Annotated[
+        int,
+        typer.Option(
+            "--subscribers", help="reportProgress again with this many subscribers (0: skip)"
+        ),
+    ] = 1000,
     profile_format: Annotated[
         str, typer.Option(help="svg (flame graph), json (speedscope) or txt (collapsed stacks)")
     ] = "svg",
@@ -422,6 +440,17 @@ def main(
                     target, requests, seconds=seconds, ok=_graphql_ok, profile=spy
                 )
                 print(_line(f"{kind}: {name}", figures[name], rates), flush=True)
+            if subscribers_ and "reportProgress" in figures:
+                name = f"reportProgress, {subscribers_:,} subscribers attached"
+                figures[name] = with_subscribers(
+                    target,
+                    fleet,
+                    subscribers_,
+                    seconds=seconds,
+                    without=figures["reportProgress"],
+                )
+                print(_line(f"{kind}: {name}", figures[name], rates), flush=True)
+                print(_fan_out_line(figures[name]), flush=True)
             fleet.release_tasks()
             fleet.hold_tasks()
             raw = asyncio.run(
@@ -454,12 +483,109 @@ def main(
 
 
 @contextmanager
+def attached(target: Target, count: int, per_process: int = 500) -> Iterator[list[int]]:
+    """``count`` identical ``taskUpdates`` subscriptions in the benchmark tenant, held
+    by client processes (their pids are yielded, for their CPU time)."""
+    tokens = [
+        mint_token(
+            target.secret,
+            sub=f"bench-watcher-{i}",  # the server caps sockets per subject
+            roles=[Role.VIEWER],
+            tenant=TENANT,
+            issuer=target.issuer,
+            audience=target.audience,
+        )
+        for i in range(count)
+    ]
+    ctx = multiprocessing.get_context("spawn")
+    pipes, processes = [], []
+    for i in range(0, count, per_process):
+        chunk = tokens[i : i + per_process]
+        # events=0: each process reads (and drops) whatever arrives until told to stop.
+        plan = subscribers.Plan(target.ws_url, chunk, 0, 50, False, [WATCH] * len(chunk))
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=subscribers.run, args=(plan, child), daemon=True)
+        process.start()
+        child.close()
+        pipes.append(parent)
+        processes.append(process)
+    try:
+        for pipe in pipes:
+            kind, connected = pipe.recv()
+            assert kind == "connected", kind
+            if connected.failures:
+                raise RuntimeError(f"subscriber sockets failed: {connected.failures[:3]}")
+        deadline = time.monotonic() + 60
+        while target.metrics().get("mark1_subscriptions_active", 0) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{count} subscriptions not live after 60 s")
+            time.sleep(0.2)
+        yield [p.pid for p in processes if p.pid is not None]
+    finally:
+        for pipe in pipes:
+            with contextlib.suppress(OSError):
+                pipe.send("stop")
+        for process in processes:
+            process.join(30)
+            if process.is_alive():
+                process.terminate()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_subscribers(
+    target: Target, fleet: Fleet, count: int, *, seconds: float, without: dict[str, Any]
+) -> dict[str, Any]:
+    """``reportProgress`` with ``count`` subscribers attached, and what the fan-out took."""
+    with attached(target, count) as pids:
+        requests = fleet.report_progress()
+        before = target.metrics().get("mark1_events_delivered_total", 0)
+        clients = sum(_cpu_seconds(p) for p in pids)
+        figure = measure(target, requests, seconds=seconds, ok=_graphql_ok)
+        clients = sum(_cpu_seconds(p) for p in pids) - clients
+        delivered = target.metrics().get("mark1_events_delivered_total", 0) - before
+    window = figure["requests"] / figure["per_second"] if figure["per_second"] else seconds
+    figure["subscribers"] = count
+    # The counter also takes in what mutations still in flight at the end fanned out:
+    # it can only confirm that every mutation reached every subscriber.
+    figure["reached_every_subscriber"] = delivered >= figure["requests"] * count
+    figure["delivered_per_second"] = figure["per_second"] * count
+    figure["subscriber_cpu_share"] = clients / window
+    if figure["server_cpu_us"]:
+        figure["server_cpu_share"] = figure["server_cpu_us"] * figure["per_second"] / 1e6
+    if figure["server_cpu_us"] and without.get("server_cpu_us"):
+        # CPU the mutations took beyond their cost without subscribers: the fan-out's.
+        fan_out = figure["server_cpu_us"] - without["server_cpu_us"]
+        figure["fan_out_share"] = fan_out / figure["server_cpu_us"]
+        figure["fan_out_us_per_message"] = fan_out / count
+    return figure
+
+
+@contextmanager
 def _server(database_url: str | None) -> Iterator[Target]:
     target = spawn(database_url=database_url, broadcast_url=None)
     try:
         yield target
     finally:
         target.stop()
+
+
+def _fan_out_line(m: dict[str, Any]) -> str:
+    missed = "" if m["reached_every_subscriber"] else " (SOME SUBSCRIBERS MISSED EVENTS)"
+    text = (
+        f"  {'':<34} {m['delivered_per_second']:8,.0f} msgs/s delivered{missed}; server CPU "
+        f"{m.get('server_cpu_share', 0):.0%} of a core, subscriber processes' "
+        f"{m['subscriber_cpu_share']:.0%}"
+    )
+    if "fan_out_share" in m:
+        text += (
+            f"; fan-out {m['fan_out_share']:.0%} of the server CPU per mutation, "
+            f"{m['fan_out_us_per_message']:.0f} µs per message"
+        )
+    return text
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -495,6 +621,13 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {kind}: {name} | {fig['per_second']:,.0f} | {fig['per_second'] / straw:.2f} | "
                 f"{fig['per_second'] / asgi:.2f} | {cpu(fig)} | {fig['client_cpu_share']:.0%} |"
             )
+            if "fan_out_share" in fig:
+                lines.append(
+                    f"| {kind}: … of which the fan-out ({fig['delivered_per_second']:,.0f} "
+                    f"msgs/s) | | | | {fig['fan_out_share']:.0%}, "
+                    f"{fig['fan_out_us_per_message']:.0f} µs per message | "
+                    f"{fig['subscriber_cpu_share']:.0%} (subscribers) |"
+                )
     lines += ["", f"Command: `{result['command']}`"]
     return "\n".join(lines) + "\n"
 

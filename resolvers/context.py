@@ -18,8 +18,9 @@ from api.runtime import Runtime
 class Context:
     """Holds the runtime, the caller, and batching loaders scoped to the caller's tenant."""
 
-    # Subscription streams go live after their history (a multiplexed replay does not).
-    goes_live = True
+    # Subscription streams go live after their history (api/events/stream.py); a
+    # multiplexed member's replay stops at an id instead (resolvers/multiplex.py).
+    history_through: int | None = None
 
     def __init__(
         self,

@@ -19,6 +19,13 @@ class ErrorCodes(MaskErrors):
     def __init__(self) -> None:
         super().__init__(error_message="Internal server error")
 
+    def _process_result(self, result: object) -> None:
+        # strawberry's own checks a runtime Protocol with isinstance, which costs more
+        # than the rest of the hook on every result of every subscription.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         return [self._translate(error) for error in errors]
 

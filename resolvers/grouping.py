@@ -4,8 +4,9 @@ Two operations compute the same result for every live event when their live
 documents are the same, their *coerced* variables are the same (defaults
 applied: ``S($after: ID = "0")`` sent without variables starts from the first
 event, so it is not live-only), and their callers have the same tenant, roles
-and agent id. An operation with a cursor (``events(after:)``, given or
-defaulted) is not grouped: it replays and goes live on its own.
+and agent id. ``events(after:)`` (a cursor given or defaulted) is grouped
+with its live-only equivalent — the same document without ``after`` — and
+replays on its own before it goes live on the group (resolvers/multiplex.py).
 
 Only root fields whose result depends on nothing but the event are grouped:
 ``taskUpdates``, ``agentStatus`` and ``events``. ``workflowProgress`` sends a
@@ -151,12 +152,6 @@ def plan_for(
         arguments = get_argument_values(shape.field_def, shape.field, values)
         after = parse_event_id(arguments.get(_CURSOR))
     except (GraphQLError, Mark1Error, TypeError, AttributeError):
-        return None
-    if after is not None:
-        # A cursor (given or defaulted) replays and goes live on its own, through
-        # api/events/stream.py. Joining the live group after the replay lost or
-        # repeated an event at the switch under concurrent writers (seen twice in full
-        # runs); until that switch is proven, history-then-live stays unshared.
         return None
     coerced = {k: v for k, v in values.coerced.items() if k != shape.dropped}
     try:

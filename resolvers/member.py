@@ -9,11 +9,19 @@ has to wait for the transport does the member get a writer task, and results
 queue behind it, up to ``capacity``; beyond that the member ends alone with
 SLOW_CONSUMER (DESIGN: one slow subscriber never stalls the others).
 
-A member that passed ``after`` holds the group's results, tagged by event id,
-while it replays the history after its cursor; then it sends what it held,
-skipping ids the replay already sent: joined first, replayed second, drained
-third, as api/events/stream.py does for a single subscriber, so nothing is
-lost or sent twice across the switch.
+A member that passed ``after`` switches from history to live without a gap
+or a duplicate (resolvers/multiplex.py says why each step holds):
+
+1. it joins the group and, once the group is live, takes ``through``: the
+   bus's head for the tenant, an id every event up to which is committed;
+2. it holds the group's results above ``through`` (the group's stream has
+   every event above it, in order) and drops those at or below it;
+3. it replays the outbox from its cursor up to and including ``through``;
+4. it sends what it held, then live results as they come.
+
+Every result that carries an event is accepted only if its id is above the
+last one accepted, so no id reaches the socket twice or out of order,
+whatever the group and the replay race to deliver.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from graphql import GraphQLError, GraphQLFormattedError
@@ -35,7 +43,20 @@ from api.metrics import Metrics
 log = logging.getLogger(__name__)
 
 SendText = Callable[[str], Awaitable[None]]
+# Writes one result (its UTF-8 payload) as the operation's message straight to the
+# socket; False when it cannot now (resolvers/transport/frames.py).
+WriteFrame = Callable[[bytes], bool]
+# Writes a text message of three UTF-8 parts straight to a socket (frames.py).
+FrameWriter = Callable[[bytes, bytes, bytes], bool]
 Outgoing = tuple[str, EventRecord | None]
+
+
+class Payload(NamedTuple):
+    """A result serialised once for the whole group: as text for the ASGI sends,
+    as UTF-8 for frames written straight to a socket."""
+
+    text: str
+    utf8: bytes
 
 
 class Framing(ABC):
@@ -89,6 +110,13 @@ class SocketFraming(Framing):
     def data(self, payload: str) -> str:
         return self._data + payload + "}"
 
+    def writer(self, frames: FrameWriter | None) -> WriteFrame | None:
+        """Results written straight to the socket through ``frames``, when it has one."""
+        if frames is None:
+            return None
+        head = self._data.encode()  # a result is this, the group's payload, "}"
+        return lambda payload: frames(head, payload, b"}")
+
     def failed(self, errors: str) -> list[str]:
         """graphql-transport-ws ends the operation with ``error``; the legacy protocol,
         as subscriptions-transport-ws's own server, with ``data`` carrying the errors
@@ -119,9 +147,11 @@ class Member:
         metrics: Metrics,
         *,
         after: int | None = None,
+        write_frame: WriteFrame | None = None,
     ) -> None:
         self.framing = framing
         self._send = send_text
+        self._direct = write_frame
         self._capacity = capacity
         self._metrics = metrics
         self._queue: deque[Outgoing] = deque()
@@ -129,7 +159,7 @@ class Member:
         self._replaying = after is not None
         # What the group sent while the replay ran; only members that replay have one
         # (an empty deque costs half a kilobyte, and there may be 10,000 members).
-        self._held: deque[tuple[str, EventRecord | None]] | None = (
+        self._held: deque[tuple[Payload, EventRecord | None]] | None = (
             deque() if after is not None else None
         )
         self._final: list[str] | None = None
@@ -139,24 +169,26 @@ class Member:
         self._pending: EventRecord | None = None  # the record of a write in flight
         self.done = asyncio.Event()
         self.failure: Exception | None = None
+        # The last event id sent: a SLOW_CONSUMER error tells the client to resume there.
         self.last_event_id = after
+        # The last event id accepted from the group (sent, queued or held), or that the
+        # replay covers: the group's results at or below it are dropped.
+        self._accepted = after
 
     # -- from the group --------------------------------------------------
 
-    def offer(self, payload: str, record: EventRecord | None) -> bool:
+    def offer(self, payload: Payload, record: EventRecord | None) -> bool:
         """One result of the group; on overflow the member ends with SLOW_CONSUMER.
 
         True when it was written at once: the group counts those deliveries itself.
         """
         if self._final is not None or self._slow or self._gone:
             return False
-        if (
-            record is not None
-            and self.last_event_id is not None
-            and record.id <= self.last_event_id
-        ):
-            # The replay read it from the outbox before the group's live stream got to it.
-            return False
+        if record is not None:
+            if self._accepted is not None and record.id <= self._accepted:
+                # The replay sends it, or already did: the group's stream lags the outbox.
+                return False
+            self._accepted = record.id
         if self._replaying:
             assert self._held is not None
             if len(self._held) >= self._capacity:
@@ -164,18 +196,7 @@ class Member:
             else:
                 self._held.append((payload, record))
             return False
-        if self._writer is None and not self._queue:
-            if self._write(self.framing.data(payload)):
-                if record is not None:
-                    self.last_event_id = record.id
-                return True
-            if self._writer is not None:
-                self._pending = record  # counted by the writer once the send completes
-        elif len(self._queue) >= self._capacity:
-            self._overflow()
-        else:
-            self._queue.append((self.framing.data(payload), record))
-        return False
+        return self._deliver(payload, record)
 
     def finish(self, messages: list[str]) -> None:
         """End with ``messages`` (``complete``, or a failure) after what is queued."""
@@ -188,12 +209,22 @@ class Member:
 
     # -- the replay of a member that passed ``after`` ----------------------
 
+    def replay_through(self, through: int) -> None:
+        """The replay covers ids up to ``through``: the group's results at or below it
+        are dropped, from now on and from what is held."""
+        self._accepted = through if self._accepted is None else max(self._accepted, through)
+        if self._held:
+            self._held = deque((p, r) for p, r in self._held if r is None or r.id > through)
+
     @property
     def replaying(self) -> bool:
         return self._replaying and not (self._slow or self._gone)
 
     async def replayed(self, payload: str, record: EventRecord | None) -> None:
         """Send one result of the replay (nothing else writes meanwhile)."""
+        last = self.last_event_id
+        if record is not None and last is not None and record.id <= last:
+            return  # never twice, never backwards (the replay reads in id order)
         try:
             await self._send(self.framing.data(payload))
         except Exception as exc:
@@ -204,18 +235,16 @@ class Member:
             self.last_event_id = record.id
 
     def go_live(self) -> None:
-        """The replay is over: send the held results it did not cover, then live ones."""
+        """The replay is over: send what was held (all above the replay), then live."""
         self._replaying = False
         held, self._held = self._held or deque(), None
         if self._slow or self._gone:
             self._end_if_idle()
             return
-        last = self.last_event_id
         final, self._final = self._final, None  # the group may have ended meanwhile
         for payload, record in held:
-            if record is not None and last is not None and record.id <= last:
-                continue  # the replay sent it
-            self.offer(payload, record)
+            if self._deliver(payload, record) and record is not None:
+                self._metrics.delivered(record, live=True)
         if final is not None and self._final is None:
             self._final = final
         self._end_if_idle()
@@ -228,6 +257,24 @@ class Member:
         self.finish(messages)
 
     # -- writing ---------------------------------------------------------
+
+    def _deliver(self, payload: Payload, record: EventRecord | None) -> bool:
+        """Write an accepted result now, or queue it behind the write in flight."""
+        if self._writer is None and not self._queue:
+            direct = self._direct
+            if (direct is not None and direct(payload.utf8)) or self._write(
+                self.framing.data(payload.text)
+            ):
+                if record is not None:
+                    self.last_event_id = record.id
+                return True
+            if self._writer is not None:
+                self._pending = record  # counted by the writer once the send completes
+        elif len(self._queue) >= self._capacity:
+            self._overflow()
+        else:
+            self._queue.append((self.framing.data(payload.text), record))
+        return False
 
     def _write(self, text: str) -> bool:
         """Write now (True); only a send that must wait for the transport gets a task."""

@@ -4,11 +4,29 @@ Operations in one group (resolvers/grouping.py: same live document, coerced
 variables, tenant, roles and agent id) would compute the same result for
 every event. A ``Group`` runs that subscription once per event, serialises
 each result once, and hands the same bytes to every member
-(resolvers/member.py), which splices in its operation id and writes. An
-operation that passed ``after`` joins first, replays the history after its
-cursor by executing its own document per historical event, then goes live
-on the group's results. Both WebSocket protocols and the HTTP streams
-(resolvers/transport/streaming.py) use it, each with its own ``Framing``.
+(resolvers/member.py), which splices in its operation id and writes. Both
+WebSocket protocols and the HTTP streams (resolvers/transport/streaming.py)
+use it, each with its own ``Framing``.
+
+An operation that passed ``after`` joins its live-only group, and once the
+group is live takes ``through``, the bus's head for the tenant at that moment
+(at least its cursor). It replays the history in ``(after, through]`` by
+executing its own document per historical event, then goes live on the
+group's results above ``through``. Why nothing is lost or sent twice:
+
+- every id up to ``through`` is in the outbox when the replay reads it: the
+  bus advances its head only to committed ids, and ids commit in order
+  (api/db/events.py), so the bounded read is the whole of ``(after, through]``
+  (or the replay ends with EVENTS_PRUNED, as any replay from a cursor older
+  than what is kept);
+- every matching event above ``through`` reaches the member from the group:
+  the bus dispatches to a subscriber every event above its head at the time
+  the subscriber joined, once, in id order (api/events/bus.py); the group's
+  subscriber joined before ``through`` was read, and the member was in the
+  group before that, so it is offered every one of them, in order;
+- the member accepts a result only if its id is above the last accepted one
+  and, while replaying, above ``through`` (resolvers/member.py): ids reach
+  the socket in increasing order, each once.
 
 A group holds no socket or request: its context has the caller's principal
 only, and a member's socket is referenced by the member alone, which the
@@ -36,7 +54,7 @@ from api.logging import context as log_context
 from api.metrics import Metrics
 from resolvers.context import Context
 from resolvers.grouping import GroupKey, Plan, Shape, plan_for, shape_of
-from resolvers.member import Framing, Member, SendText
+from resolvers.member import Framing, Member, Payload, SendText, WriteFrame
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +82,12 @@ class GroupContext(Context):
 
 
 class ReplayContext(Context):
-    """The context of a member's replay: history only; the group supplies the live part."""
+    """The context of a member's replay: history up to ``through`` only; the group
+    supplies the rest."""
 
-    goes_live = False
-
-    def __init__(self, base: Context) -> None:
+    def __init__(self, base: Context, through: int) -> None:
         super().__init__(base.runtime, None, principal=base.principal, cache=False)
+        self.history_through = through
 
     def stream_started(self) -> None:
         pass
@@ -91,10 +109,14 @@ def failure_of(result: object) -> str | None:
 
 def payload_of(result: ExecutionResult) -> str:
     """The result as the JSON every member sends (serialised once per event)."""
+    return _serialised(result).decode()
+
+
+def _serialised(result: ExecutionResult) -> bytes:
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
         body["errors"] = [e.formatted for e in result.errors]
-    return orjson.dumps(body).decode()
+    return orjson.dumps(body)
 
 
 class Group:
@@ -145,7 +167,7 @@ class Group:
         for member in list(self.members):
             member.finish(messages(member.framing))
 
-    def _fan_out(self, payload: str, record: EventRecord | None) -> None:
+    def _fan_out(self, payload: Payload, record: EventRecord | None) -> None:
         # A function of its own: no loop variable outlives it in the group's frame, which
         # would keep the last member (and its socket) alive until the next event.
         written = 0
@@ -175,8 +197,8 @@ class Group:
                         self._end(methodcaller("failed", failure))
                         return
                     assert isinstance(result, ExecutionResult)
-                    payload = payload_of(result)
-                    self._fan_out(payload, self._context.last_record)
+                    utf8 = _serialised(result)
+                    self._fan_out(Payload(utf8.decode(), utf8), self._context.last_record)
             self._end(lambda f: [f.complete])
         except asyncio.CancelledError:
             raise
@@ -238,11 +260,14 @@ class Multiplexer:
         context: Context,
         query: str,
         variables: dict[str, Any] | None,
+        write_frame: WriteFrame | None = None,
     ) -> None:
         """Run one member until its stream ends or it is cancelled; always leaves the group.
 
         ``query`` and ``variables`` are the operation's own, replayed when it passed
-        ``after``; the group runs the plan's live-only equivalent. A failure of the
+        ``after``; the group runs the plan's live-only equivalent. ``write_frame``
+        writes a result straight to the socket while it can (results then skip the
+        ASGI send: resolvers/transport/frames.py). A failure of the
         member itself (a write the socket refused) propagates to the caller, which
         decides whether the socket can still be told.
         """
@@ -259,6 +284,7 @@ class Multiplexer:
             self._capacity,
             self._metrics,
             after=plan.after,
+            write_frame=write_frame,
         )
         group.members.add(member)
         counted = False
@@ -267,7 +293,16 @@ class Multiplexer:
             self._metrics.subscriptions.inc()
             counted = True
             if plan.after is not None:
-                await self._replay(member, context, query, variables, plan.operation_name)
+                # Read at once after the group is live and the member in it (see above).
+                head = context.runtime.bus.last_seen(context.principal.tenant)
+                through = max(plan.after, head)
+                member.replay_through(through)
+                if through > plan.after:
+                    await self._replay(
+                        member, context, query, variables, plan.operation_name, through
+                    )
+                else:
+                    member.go_live()  # a cursor at the head: no history to execute
             await member.done.wait()
             if member.failure is not None:
                 raise member.failure
@@ -283,9 +318,11 @@ class Multiplexer:
         query: str,
         variables: dict[str, Any] | None,
         operation_name: str | None,
+        through: int,
     ) -> None:
-        """Send the history after the member's cursor, then put it live on its group."""
-        replay = ReplayContext(context)
+        """Send the history after the member's cursor up to ``through``, then put it
+        live on its group."""
+        replay = ReplayContext(context, through)
         try:
             ending = await self._replay_stream(member, replay, query, variables, operation_name)
         except Exception:

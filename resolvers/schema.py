@@ -41,6 +41,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.schema.types.base_scalars import DateTimeDefinition
 
 from resolvers.errors import ErrorCodes
+from resolvers.execution import Executor
 from resolvers.mutations import Mutation
 from resolvers.queries import Query
 from resolvers.subscriptions import Subscription
@@ -279,6 +280,7 @@ def build_schema(
         subscription=Subscription,
         extensions=extensions,
         scalar_overrides={datetime: DATETIME},
+        execution_context_class=Executor,
     )
     check = DocumentCheck(
         schema._schema,

@@ -10,8 +10,9 @@ an abandoned generator.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from typing import Any, TypeVar
 
 import strawberry
 
@@ -39,6 +40,47 @@ from resolvers.types import (
 MIN_METRICS_INTERVAL = 1.0
 _AGENT_EVENTS = frozenset({EventType.AGENT_REGISTERED, EventType.AGENT_STATUS_CHANGED})
 _TASK_EVENTS = frozenset(t for t in EventType if t.name.startswith("TASK_"))
+
+V = TypeVar("V")
+
+
+class _Views:
+    """The GraphQL objects of recent events, built once per event and kind.
+
+    A thousand subscriptions with documents of their own run a thousand executions
+    of each event; they share its ``Task`` (or ``Agent``, ``Event``) instead of
+    building one each. Keyed by the record itself (held, so its id is not reused
+    while cached); the oldest go first.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._views: dict[tuple[int, str], tuple[EventRecord, Any]] = {}
+
+    def of(self, record: EventRecord, kind: str, build: Callable[[EventRecord], V]) -> V:
+        key = (id(record), kind)
+        hit = self._views.get(key)
+        if hit is not None and hit[0] is record:
+            view: V = hit[1]
+            return view
+        view = build(record)
+        self._views[key] = (record, view)
+        if len(self._views) > self._size:
+            del self._views[next(iter(self._views))]
+        return view
+
+
+_views = _Views()
+
+
+def _task(r: EventRecord) -> Task:
+    assert r.snapshots.task is not None
+    return Task.of(r.snapshots.task, r.snapshots)
+
+
+def _agent(r: EventRecord) -> Agent:
+    assert r.snapshots.agent is not None
+    return Agent.of(r.snapshots.agent, r.snapshots)
 
 
 def event_stream(
@@ -93,8 +135,7 @@ class Subscription:
 
         async with aclosing(event_stream(ctx, match)) as stream:
             async for record in stream:
-                assert record.snapshots.task is not None
-                yield Task.of(record.snapshots.task, record.snapshots)
+                yield _views.of(record, "task", _task)
 
     @strawberry.subscription(
         permission_classes=[CanRead], description="An agent's state on every status change."
@@ -114,8 +155,7 @@ class Subscription:
 
         async with aclosing(event_stream(ctx, match)) as stream:
             async for record in stream:
-                assert record.snapshots.agent is not None
-                yield Agent.of(record.snapshots.agent, record.snapshots)
+                yield _views.of(record, "agent", _agent)
 
     @strawberry.subscription(
         permission_classes=[CanRead],
@@ -158,7 +198,7 @@ class Subscription:
         )
         async with aclosing(stream):
             async for record in stream:
-                yield Event.of(record)
+                yield _views.of(record, "event", Event.of)
 
     @strawberry.subscription(
         permission_classes=[IsOperator],

@@ -132,11 +132,15 @@ async def list_events(
     query: EventQuery,
     after: int | None,
     limit: int,
+    through: int | None = None,
 ) -> list[EventRecord]:
-    """Events after an id, oldest first."""
+    """Events after an id (and up to ``through``, when given), oldest first."""
+    conditions = _filtered(tenant, query, after)
+    if through is not None:
+        conditions.append(col(EventRow.id) <= through)
     stmt = (
         select(EventRow)
-        .where(*_filtered(tenant, query, after))
+        .where(*conditions)
         .order_by(EventRow.id)  # type: ignore[arg-type]
         .limit(limit)
     )

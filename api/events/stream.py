@@ -5,7 +5,9 @@ then drain the buffer skipping ids already sent — so nothing committed
 around the switch is lost or sent twice (DESIGN: Delivery guarantees).
 
 A caller that gets its live events elsewhere (a multiplexed operation joins
-its group first: resolvers/member.py) asks for the history alone.
+its group first: resolvers/multiplex.py) asks for the history alone, up to
+an id it names: ids are committed in order (api/db/events.py), so every
+event up to a head the bus has seen is already in the outbox.
 """
 
 from __future__ import annotations
@@ -25,15 +27,21 @@ class History(Protocol):
     """The outbox, read in id order."""
 
     async def events_after(
-        self, tenant: str, after: int, limit: int, query: EventQuery | None = None
+        self,
+        tenant: str,
+        after: int,
+        limit: int,
+        query: EventQuery | None = None,
+        through: int | None = None,
     ) -> list[EventRecord]: ...
 
 
 class StreamHooks(Protocol):
     """Bookkeeping the caller does as the stream goes live, delivers and ends."""
 
-    # False: the history after the cursor only, then the stream ends.
-    goes_live: bool
+    # None: history after the cursor, then live. An id: the history after the cursor
+    # up to and including that id, then the stream ends (the caller is live elsewhere).
+    history_through: int | None
 
     def stream_started(self) -> None: ...
 
@@ -59,8 +67,9 @@ async def replay_then_live(
     ``capacity`` events overflows. Iterate it under ``contextlib.aclosing``: an
     abandoned generator leaves the bus only when the garbage collector finalizes it.
     """
-    if not hooks.goes_live:
-        async for record in _history(history, tenant, predicate, after, replay):
+    if hooks.history_through is not None:
+        through = hooks.history_through
+        async for record in _history(history, tenant, predicate, after, replay, through):
             hooks.delivering(record, live=False)
             yield record
         return
@@ -91,13 +100,15 @@ async def _history(
     predicate: Predicate,
     after: int | None,
     replay: EventQuery | None,
+    through: int | None = None,
 ) -> AsyncGenerator[EventRecord, None]:
-    """The matching events committed after ``after`` (none when it is None), in id order."""
+    """The matching events committed after ``after`` (none when it is None) and up to
+    ``through`` (when given), in id order."""
     if after is None:
         return
     scanned = after
     while True:
-        batch = await history.events_after(tenant, scanned, _REPLAY_BATCH, replay)
+        batch = await history.events_after(tenant, scanned, _REPLAY_BATCH, replay, through)
         for record in batch:
             if predicate(record):
                 yield record

@@ -135,11 +135,21 @@ class ReadService:
         return make_page(rows, first, lambda r: str(r.id), total)
 
     async def events_after(
-        self, tenant: str, after: int, limit: int, query: EventQuery | None = None
+        self,
+        tenant: str,
+        after: int,
+        limit: int,
+        query: EventQuery | None = None,
+        through: int | None = None,
     ) -> list[EventRecord]:
         async with self._db.session() as s:
             records = await event_rows.list_events(
-                s, tenant=tenant, query=query or EventQuery(), after=after, limit=limit
+                s,
+                tenant=tenant,
+                query=query or EventQuery(),
+                after=after,
+                limit=limit,
+                through=through,
             )
             await _not_pruned(s, tenant, after)
         return records

@@ -40,6 +40,7 @@ from resolvers.transport.admission import (
     well_formed,
 )
 from resolvers.transport.failures import internal_error, operation_failed, socket_closed
+from resolvers.transport.frames import frame_writer
 from resolvers.transport.persisted import fill_operation
 from resolvers.transport.policy import CloseCode
 
@@ -210,14 +211,16 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     ) -> None:
         """Identical live subscriptions share one execution (resolvers/multiplex.py)."""
         socket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
+        framing = SocketFraming(operation_id, legacy=True)
         try:
             await view.multiplexer.serve(
                 plan,
-                SocketFraming(operation_id, legacy=True),
+                framing,
                 socket.send_text,
                 context=self.context,
                 query=query,
                 variables=variables,
+                write_frame=framing.writer(frame_writer(socket.scope)),
             )
         except asyncio.CancelledError:
             # `stop`: the legacy protocol confirms with `complete`.

@@ -44,6 +44,7 @@ from resolvers.transport.admission import (
     well_formed,
 )
 from resolvers.transport.failures import internal_error, operation_failed, socket_closed
+from resolvers.transport.frames import frame_writer
 from resolvers.transport.persisted import fill_operation
 from resolvers.transport.policy import mutating
 
@@ -95,14 +96,16 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             with marked:
                 await super().run_operation(operation)
             return
+        framing = SocketFraming(operation.id, legacy=False)
         try:
             await view.multiplexer.serve(
                 plan,
-                SocketFraming(operation.id, legacy=False),
+                framing,
                 socket.send_text,
                 context=self.context,
                 query=operation.query,
                 variables=operation.variables,
+                write_frame=framing.writer(frame_writer(socket.scope)),
             )
         except Exception:
             await self._fail(operation, socket)
