@@ -169,7 +169,9 @@ class SupervisedPostgresBackend(PostgresBackend):
         pool = getattr(self, "_pool", None)
         if pool is not None:
             try:
-                await asyncio.wait_for(pool.close(), timeout=5)
+                # Not wait_for, which on Python 3.11 can lose a cancellation.
+                async with asyncio.timeout(5):
+                    await pool.close()
             except (TimeoutError, OSError):
                 pool.terminate()
         conn = getattr(self, "_conn", None)

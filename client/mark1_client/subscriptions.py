@@ -184,7 +184,10 @@ class Connector:
         try:
             init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
             await ws.send(json.dumps(init))
-            ack = json.loads(await asyncio.wait_for(ws.recv(), self.timeout))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation
+            # that arrives as the ack does, and the cancelled task then runs on for ever.
+            async with asyncio.timeout(self.timeout):
+                ack = json.loads(await ws.recv())
         except ConnectionClosed as exc:
             await ws.close()
             close = exc.rcvd

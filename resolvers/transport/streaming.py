@@ -406,7 +406,9 @@ class HTTPStream:
         while True:
             await asyncio.sleep(streams.keepalive)
             try:
-                await asyncio.wait_for(self._write(self._wire.heartbeat), streams.stall_timeout)
+                # Not wait_for, which on Python 3.11 can lose this task's cancellation.
+                async with asyncio.timeout(streams.stall_timeout):
+                    await self._write(self._wire.heartbeat)
             except TimeoutError:
                 log.warning(
                     "HTTP stream of %s: nothing could be written for %g s; closing it",
