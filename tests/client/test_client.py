@@ -145,8 +145,9 @@ async def test_a_rate_limited_mutation_raises_with_retry_after_when_retries_are_
 async def test_a_rate_limited_mutation_is_retried_after_retry_after_and_runs_once(
     settings: Settings, tenant: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # One token per 2 s and no burst: the second mutation is refused, then waits it out.
-    limited = settings.model_copy(update={"mutation_rate": 0.5, "mutation_burst": 1})
+    # One token per 5 s and no burst: the second mutation is refused (a loaded machine
+    # once took over 2 s for the first, and the bucket had refilled), then waits it out.
+    limited = settings.model_copy(update={"mutation_rate": 0.2, "mutation_burst": 1})
     with live_server(limited) as live:
         token = live.token("OPERATOR", tenant=tenant)
         async with Mark1Client(live.url, token, retry=Backoff(attempts=5)) as patient:
