@@ -312,17 +312,18 @@ class HTTPStream:
         self._claimed = True
         self._send = send
         metrics = self._streams.metrics
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(k.encode(), v.encode()) for k, v in self._wire.headers.items()],
-            }
-        )
+        # Counted before the client can see the stream open (it may look at once).
         metrics.http_streams.inc()
         helpers: list[asyncio.Task[None]] = []
         finished = False
         try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(k.encode(), v.encode()) for k, v in self._wire.headers.items()],
+                }
+            )
             await self._write(self._wire.opening)
             self._open.set()
             helpers = [
