@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,7 @@ import httpx
 from tests.http.streams import SSE, all_closed, multipart, request_body, sse, subscribed
 from tests.realtime.activity import Tenant
 from tests.support.server import live_server, make_settings
+from tests.support.waiting import PATIENCE
 
 TASKS = "subscription { taskUpdates { title } }"
 
@@ -34,11 +36,13 @@ async def test_a_drain_ends_open_streams_without_complete_and_refuses_new_ones(
             live.runtime.drain.request()  # as SIGTERM does
             await events.ended()  # the response ends with no `complete` event
             rest = await parts.rest()
-            refused = await client.post(
-                live.url,
-                json=request_body(TASKS),
-                headers={"Accept": SSE, "Authorization": f"Bearer {viewer}"},
-            )
+            # Bounded: were it not refused, the stream's keep-alives would hold it open.
+            async with asyncio.timeout(PATIENCE):
+                refused = await client.post(
+                    live.url,
+                    json=request_body(TASKS),
+                    headers={"Accept": SSE, "Authorization": f"Bearer {viewer}"},
+                )
         await all_closed(live)
 
     assert before == {"data": {"taskUpdates": {"title": "before the drain"}}}
