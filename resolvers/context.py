@@ -18,9 +18,18 @@ from api.runtime import Runtime
 class Context:
     """Holds the runtime, the caller, and batching loaders scoped to the caller's tenant."""
 
-    # Subscription streams go live after their history (api/events/stream.py); a
-    # multiplexed member's replay stops at an id instead (resolvers/multiplex.py).
-    history_through: int | None = None
+    # One per socket for its whole life: no __dict__.
+    __slots__ = (
+        "_cache",
+        "_loaders",
+        "auth_error",
+        "connection_params",
+        "history_through",
+        "last_record",
+        "principal_or_none",
+        "request",
+        "runtime",
+    )
 
     def __init__(
         self,
@@ -39,6 +48,9 @@ class Context:
         self.last_record: EventRecord | None = None
         self._cache = cache
         self._loaders: dict[str, DataLoader[str, Any]] | None = None
+        # Subscription streams go live after their history (api/events/stream.py); a
+        # multiplexed member's replay stops at an id instead (resolvers/multiplex.py).
+        self.history_through: int | None = None
 
     @property
     def principal(self) -> Principal:

@@ -67,6 +67,8 @@ class Framing(ABC):
     WebSocket protocols, and one per HTTP stream format in resolvers/transport/.
     """
 
+    __slots__ = ()
+
     complete: str
     """The operation ended normally ("" when the end of the response says it)."""
 
@@ -95,17 +97,29 @@ def internal_error() -> GraphQLFormattedError:
 class SocketFraming(Framing):
     """graphql-transport-ws or, with ``legacy``, subscriptions-transport-ws messages."""
 
+    # One per operation, for its life: only the ``data`` prefix is kept; the rarer
+    # messages are built when sent.
+    __slots__ = ("_data", "_quoted", "legacy")
+
     def __init__(self, op_id: str, *, legacy: bool) -> None:
-        quoted = orjson.dumps(op_id).decode()
+        self._quoted = quoted = orjson.dumps(op_id).decode()
         self.legacy = legacy
         if legacy:  # subscriptions-transport-ws PROTOCOL.md
             self._data = '{"type":"data","id":' + quoted + ',"payload":'
-            self._error = '{"type":"error","id":' + quoted + ',"payload":'
-            self.complete = '{"type":"complete","id":' + quoted + "}"
         else:  # graphql-ws PROTOCOL.md (graphql-transport-ws)
             self._data = '{"id":' + quoted + ',"type":"next","payload":'
-            self._error = '{"id":' + quoted + ',"type":"error","payload":'
-            self.complete = '{"id":' + quoted + ',"type":"complete"}'
+
+    @property
+    def _error(self) -> str:
+        if self.legacy:
+            return '{"type":"error","id":' + self._quoted + ',"payload":'
+        return '{"id":' + self._quoted + ',"type":"error","payload":'
+
+    @property
+    def complete(self) -> str:  # type: ignore[override]  # read-only: built when sent
+        if self.legacy:
+            return '{"type":"complete","id":' + self._quoted + "}"
+        return '{"id":' + self._quoted + ',"type":"complete"}'
 
     def data(self, payload: str) -> str:
         return self._data + payload + "}"
@@ -139,6 +153,30 @@ class SocketFraming(Framing):
 class Member:
     """One operation's outbox and writes, fed by its group."""
 
+    # A process may hold 10,000 members: no __dict__, and what only a slow or replaying
+    # member needs is made when it does (an empty deque or Event costs ~0.8 KiB).
+    __slots__ = (
+        "_accepted",
+        "_capacity",
+        "_closing",
+        "_direct",
+        "_final",
+        "_gone",
+        "_held",
+        "_metrics",
+        "_pending",
+        "_queue",
+        "_replaying",
+        "_send",
+        "_slow",
+        "_waiter",
+        "_writer",
+        "ended",
+        "failure",
+        "framing",
+        "last_event_id",
+    )
+
     def __init__(
         self,
         framing: Framing,
@@ -154,7 +192,7 @@ class Member:
         self._direct = write_frame
         self._capacity = capacity
         self._metrics = metrics
-        self._queue: deque[Outgoing] = deque()
+        self._queue: deque[Outgoing] | None = None  # results behind a write in flight
         self._writer: asyncio.Task[None] | None = None
         self._replaying = after is not None
         # What the group sent while the replay ran; only members that replay have one
@@ -167,7 +205,8 @@ class Member:
         self._gone = False
         self._closing = False
         self._pending: EventRecord | None = None  # the record of a write in flight
-        self.done = asyncio.Event()
+        self.ended = False  # nothing more will be written (``wait_ended``)
+        self._waiter: asyncio.Future[None] | None = None
         self.failure: Exception | None = None
         # The last event id sent: a SLOW_CONSUMER error tells the client to resume there.
         self.last_event_id = after
@@ -270,11 +309,16 @@ class Member:
                 return True
             if self._writer is not None:
                 self._pending = record  # counted by the writer once the send completes
-        elif len(self._queue) >= self._capacity:
+        elif self._queue is not None and len(self._queue) >= self._capacity:
             self._overflow()
         else:
-            self._queue.append((self.framing.data(payload.text), record))
+            self._queued().append((self.framing.data(payload.text), record))
         return False
+
+    def _queued(self) -> deque[Outgoing]:
+        if self._queue is None:
+            self._queue = deque()
+        return self._queue
 
     def _write(self, text: str) -> bool:
         """Write now (True); only a send that must wait for the transport gets a task."""
@@ -314,7 +358,7 @@ class Member:
 
     def _overflow(self) -> None:
         # Dropped: the client resumes from lastEventId, decided when the error is sent.
-        self._queue.clear()
+        self._queue = None
         self._held = None
         self._metrics.slow_consumers.inc()
         self._slow = True
@@ -326,16 +370,16 @@ class Member:
         log.debug("subscriber write failed: %r", exc)
         self.failure = exc
         self._gone = True
-        self._queue.clear()
+        self._queue = None
         self._held = None
-        self.done.set()
+        self._set_done()
 
     def _end_if_idle(self) -> None:
         """Send the final messages once nothing is queued or in flight."""
-        if self._writer is not None or self._queue or self.done.is_set():
+        if self._writer is not None or self._queue or self.ended:
             return
         if self._gone or self._closing:
-            self.done.set()
+            self._set_done()
             return
         if self._slow:
             self._slow = False
@@ -345,12 +389,29 @@ class Member:
         if self._final is None:
             return
         self._closing = True
-        self._queue.extend((text, None) for text in self._final)
-        while self._queue and self._writer is None and not self._gone:
-            text, _ = self._queue.popleft()
+        queue = self._queued()
+        queue.extend((text, None) for text in self._final)
+        while queue and self._writer is None and not self._gone:
+            text, _ = queue.popleft()
             self._write(text)
         if self._writer is None:
-            self.done.set()  # else the writer sends the rest, then comes back here
+            self._set_done()  # else the writer sends the rest, then comes back here
+
+    def _set_done(self) -> None:
+        self.ended = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_ended(self) -> None:
+        """Until the member has ended (an Event, without its deque of waiters)."""
+        if self.ended:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
 
 async def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> None:

@@ -303,7 +303,7 @@ class Multiplexer:
                     )
                 else:
                     member.go_live()  # a cursor at the head: no history to execute
-            await member.done.wait()
+            await member.wait_ended()
             if member.failure is not None:
                 raise member.failure
         finally:

@@ -8,7 +8,7 @@ from datetime import datetime
 from api.domain import Role
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per socket (and per cached token): no __dict__
 class Principal:
     subject: str
     roles: frozenset[Role]

@@ -26,6 +26,9 @@ _MAX_EXP = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
 # the process runs (the HS256 secret, a PEM public key) are kept: a JWKS key retired
 # by the provider must stop verifying at the next refetch.
 _CACHED_TOKENS = 10_000
+# Every principal with the same roles shares one set (there are few combinations, and
+# a principal lives as long as its socket).
+_ROLE_SETS: dict[frozenset[Role], frozenset[Role]] = {}
 
 
 class TokenVerifier:
@@ -131,6 +134,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     if not isinstance(raw_roles, list):
         raise Unauthenticated("Token roles must be a list")
     roles = frozenset(Role(r) for r in raw_roles if isinstance(r, str) and r in Role.__members__)
+    roles = _ROLE_SETS.setdefault(roles, roles)
     tenant = claims.get("tenant", "default")
     if not isinstance(tenant, str) or not _TENANT.match(tenant):
         raise Unauthenticated("Token tenant is invalid")

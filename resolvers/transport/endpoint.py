@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import orjson
@@ -134,5 +135,4 @@ class GraphQLEndpoint(GraphQLOverHTTP):
             return stream if stream is not None else await super().run(request)
         if self.policy.draining:
             return await self.policy.refuse(request)
-        async with self.policy.held(request):
-            return await super().run(request)
+        return await self.policy.hold(request, partial(super().run, request))

@@ -53,22 +53,30 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
 
     async def handle(self) -> None:
         # strawberry's legacy handler waits for connection_init for ever; an
-        # unauthenticated socket gets the same deadline as graphql-transport-ws.
-        timer = asyncio.create_task(self._connection_init_deadline())
+        # unauthenticated socket gets the same deadline as graphql-transport-ws. A
+        # timer, not a sleeping task: the task stayed referenced for the socket's life.
+        delay = self.view.runtime.settings.ws_init_timeout  # type: ignore[attr-defined]
+        timer = asyncio.get_running_loop().call_later(delay, self._connection_init_deadline)
+        self._closing: asyncio.Task[None] | None = None
         try:
             await super().handle()
         finally:
             timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+            closing, self._closing = self._closing, None
+            if closing is not None:
+                closing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await closing
 
-    async def _connection_init_deadline(self) -> None:
-        await asyncio.sleep(self.view.runtime.settings.ws_init_timeout)  # type: ignore[attr-defined]
+    def _connection_init_deadline(self) -> None:
         if not self.connection_acknowledged:
-            with contextlib.suppress(Exception):
-                await self.websocket.close(
-                    CloseCode.CONNECTION_INIT_TIMEOUT, "Connection initialisation timeout"
-                )
+            self._closing = asyncio.create_task(self._close_unacknowledged())
+
+    async def _close_unacknowledged(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.websocket.close(
+                CloseCode.CONNECTION_INIT_TIMEOUT, "Connection initialisation timeout"
+            )
 
     async def handle_message(self, message: Any) -> None:
         if self.connection_acknowledged:

@@ -46,14 +46,52 @@ from resolvers.transport.admission import (
 from resolvers.transport.failures import internal_error, operation_failed, socket_closed
 from resolvers.transport.frames import frame_writer
 from resolvers.transport.persisted import fill_operation
-from resolvers.transport.policy import mutating
+from resolvers.transport.policy import CloseCode, mutating
 
 if TYPE_CHECKING:
     from resolvers.transport.endpoint import GraphQLEndpoint
 
+_INIT_TIMEOUT = "Connection initialisation timeout"  # strawberry's reason, as clients see it
+
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws, where a stream that dies of an error ends with ``error``."""
+
+    _init_deadline: asyncio.TimerHandle | None = None
+
+    def on_request_accepted(self) -> None:
+        # strawberry's sleeping task, kept (done) for the socket's life, cost about
+        # 0.9 KiB per socket; a timer costs a tenth, and a task exists only if it fires.
+        delay = self.connection_init_wait_timeout.total_seconds()
+        self._init_deadline = asyncio.get_running_loop().call_later(delay, self._init_timed_out)
+
+    def _init_timed_out(self) -> None:
+        self._init_deadline = None
+        if self.connection_init_received:
+            return
+        self.connection_timed_out = True
+        task = asyncio.create_task(self._close_unacknowledged())
+        task.add_done_callback(self._task_done)
+        # strawberry's shutdown cancels and awaits it, as it did its own task.
+        self.connection_init_timeout_task = task
+
+    async def _close_unacknowledged(self) -> None:
+        try:
+            await self.websocket.close(code=CloseCode.CONNECTION_INIT_TIMEOUT, reason=_INIT_TIMEOUT)
+        except Exception as error:  # as strawberry's own timeout task
+            await self.handle_task_exception(error)
+
+    async def handle_connection_init(self, message: Any) -> None:
+        if self._init_deadline is not None:
+            self._init_deadline.cancel()
+            self._init_deadline = None
+        await super().handle_connection_init(message)
+
+    async def shutdown(self) -> None:
+        if self._init_deadline is not None:
+            self._init_deadline.cancel()
+            self._init_deadline = None
+        await super().shutdown()
 
     async def handle_message(self, message: Any) -> None:
         if self.connection_acknowledged:
