@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
-from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,23 +55,26 @@ class TokenVerifier:
         # then accepted only when they are such agent tokens.
         self._secret = settings.hs256_secret()
         self._hs256_agents_only = self._keys is not None and settings.jwt_secret is None
-        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        # By the token's SHA-256, oldest first: a token is a few hundred bytes, kept as
+        # long as its socket.
+        self._verified: dict[bytes, tuple[Principal, float]] = {}
 
     async def verify(self, token: str) -> Principal:
         """The token's Principal; a token verified with a fixed key before is taken
         from the cache until its ``exp`` plus the leeway it was accepted with."""
-        cached = self._verified.get(token)
+        key = hashlib.sha256(token.encode()).digest()
+        cached = self._verified.get(key)
         if cached is not None:
             principal, until = cached
             if time.time() < until:
                 return principal
-            del self._verified[token]
+            del self._verified[key]
         principal, fixed_key = await self._verify(token)
         if fixed_key:
             until = principal.expires_at.timestamp() + self._leeway
-            self._verified[token] = (principal, until)
+            self._verified[key] = (principal, until)
             if len(self._verified) > _CACHED_TOKENS:
-                self._verified.popitem(last=False)
+                del self._verified[next(iter(self._verified))]
         return principal
 
     async def _verify(self, token: str) -> tuple[Principal, bool]:

@@ -24,6 +24,7 @@ import strawberry
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from api.auth.tokens import parse_bearer
@@ -135,4 +136,6 @@ class GraphQLEndpoint(GraphQLOverHTTP):
             return stream if stream is not None else await super().run(request)
         if self.policy.draining:
             return await self.policy.refuse(request)
-        return await self.policy.hold(request, partial(super().run, request))
+        # strawberry's own run: GraphQLOverHTTP's refusals are HTTP's, and its frame would
+        # stay for the socket's whole life.
+        return await self.policy.hold(request, partial(GraphQL.run, self, request))
