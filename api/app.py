@@ -26,6 +26,7 @@ from api.drain import Drain
 from api.events.bus import EventBus
 from api.http.limits import BodyLimit
 from api.http.ops import routes_for
+from api.http.sockets import WebSocketShortcut
 from api.jobs.retention import Retention
 from api.jobs.sweeper import Sweeper
 from api.logging.context import RequestContext
@@ -144,10 +145,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await runtime.db.close()
 
     healthz, readyz, metrics = routes_for(runtime)
+    sockets = WebSocketRoute("/graphql", graphql)
     routes: list[Route | WebSocketRoute | Mount] = [
         # PUT and DELETE: graphql-sse's single-connection mode (resolvers/transport/sse.py).
         Route("/graphql", graphql, methods=["GET", "POST", "PUT", "DELETE"]),
-        WebSocketRoute("/graphql", graphql),
+        sockets,
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
@@ -174,6 +176,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_headers=["authorization", "content-type", TOKEN_HEADER],
             )
         )
+    # Innermost: sockets on /graphql skip the exception middleware and the router.
+    middleware.append(Middleware(WebSocketShortcut, route=sockets))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.runtime = runtime
     return app
