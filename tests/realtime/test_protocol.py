@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+import websockets
 
 from api.settings import Settings
 from resolvers.transport import CloseCode
@@ -34,6 +35,14 @@ async def _open_raw(
 async def _init(ws: Socket, token: str | None) -> None:
     payload = {"authorization": f"Bearer {token}"} if token else {}
     await ws.send({"type": "connection_init", "payload": payload})
+
+
+async def test_a_socket_for_another_path_is_refused_by_the_router(server: LiveServer) -> None:
+    # Sockets on /graphql skip the router (api/http/sockets.py); no other path does.
+    url = server.ws_url.removesuffix("/graphql") + "/healthz"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(url, subprotocols=[TRANSPORT_WS])  # type: ignore[list-item]
+    assert refused.value.response.status_code == 403
 
 
 async def test_a_message_that_is_not_json_closes_the_socket_with_4400(server: LiveServer) -> None:
