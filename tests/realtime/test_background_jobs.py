@@ -1,10 +1,11 @@
 """Background jobs run in every process and still act once: three real server processes
 sweep the same silent agents at once, and each transition happens (and is delivered)
-exactly once."""
+exactly once. And a job outlives a failed round, and stops even mid-round."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -13,11 +14,13 @@ from typing import Any
 
 import pytest
 
+from api.jobs.periodic import PeriodicJob
 from tests.realtime.activity import Tenant
 from tests.realtime.processes import Process, serve_clusters
 from tests.realtime.wire import Socket
 from tests.support import databases
 from tests.support.server import mint
+from tests.support.waiting import until
 
 CHANGES = (
     "subscription { events(filter: {types: [AGENT_STATUS_CHANGED, TASK_REQUEUED]})"
@@ -117,3 +120,40 @@ async def test_three_processes_sweeping_at_once_emit_each_agent_transition_once(
     assert len(requeued) == 3 and set(requeued.values()) == {1}
     assert [int(e["id"]) for e in history] == list(range(1, len(history) + 1))
     assert received == [wanted] * 3, "every process delivered each transition once, in order"
+
+
+class Flaky(PeriodicJob):
+    """Its first round fails, its second succeeds, its third waits until cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__(name="flaky", log=logging.getLogger("tests.flaky"), failure="round failed")
+        self.rounds = 0
+        self.cancelled = False
+
+    async def run_once(self) -> None:
+        self.rounds += 1
+        if self.rounds == 1:
+            raise RuntimeError("a passing fault")
+        if self.rounds == 3:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+
+    def next_delay(self) -> float:
+        return 0.01
+
+
+async def test_a_periodic_job_logs_a_failed_round_goes_on_and_stops_mid_round(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job = Flaky()
+    job.start()
+    await until(lambda: job.rounds == 3, what="the third round")
+    await job.stop()
+    assert job.cancelled and job.rounds == 3
+    failures = [r for r in caplog.records if r.name == "tests.flaky"]
+    assert [(r.levelno, r.getMessage()) for r in failures] == [(logging.ERROR, "round failed")]
+    assert failures[0].exc_info is not None and failures[0].exc_info[0] is RuntimeError
+    await job.stop()  # stopping a stopped job does nothing
