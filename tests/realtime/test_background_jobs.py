@@ -8,7 +8,6 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from api.jobs.periodic import PeriodicJob
 from tests.realtime.activity import Tenant
 from tests.realtime.processes import Process, serve_clusters
 from tests.realtime.wire import Socket
-from tests.support import databases
+from tests.support.databases import PgDatabase
 from tests.support.server import mint
 from tests.support.waiting import until
 
@@ -39,16 +38,6 @@ class Peer:
         return mint(self.settings, *roles, sub=sub, tenant=tenant)
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    databases.require("PostgreSQL", databases.postgres_reachable())
-    url, name = databases.create_pg_database()
-    try:
-        yield url
-    finally:
-        databases.drop_pg_database(name)
-
-
 async def _history(tenant: Tenant) -> list[dict[str, Any]]:
     result = await tenant.run(
         "{ events(first: 500) { edges { node { id type actor agentId taskId data } } } }"
@@ -58,13 +47,13 @@ async def _history(tenant: Tenant) -> list[dict[str, Any]]:
 
 @pytest.mark.timeout(240)
 async def test_three_processes_sweeping_at_once_emit_each_agent_transition_once(
-    pg_url: str, tmp_path: Path, tenant: str
+    pg_database: PgDatabase, tmp_path: Path, tenant: str
 ) -> None:
-    bus = pg_url.replace("postgresql+asyncpg://", "postgres://")
+    bus = pg_database.url.replace("postgresql+asyncpg://", "postgres://")
     with serve_clusters(
         {"postgres": bus},
         size=3,
-        database_url=pg_url,
+        database_url=pg_database.url,
         work_dir=tmp_path,
         heartbeat_timeout="1",
         offline_after="3",
