@@ -26,6 +26,14 @@ def database_url(
 
 
 @pytest.fixture
+def pg_database() -> Iterator[databases.PgDatabase]:
+    """A fresh PostgreSQL database of the test's own: for tests that run several
+    processes or installs, whose background jobs act on every tenant."""
+    with databases.fresh_pg_database() as pg:
+        yield pg
+
+
+@pytest.fixture
 def tenant() -> str:
     """A tenant of its own for each test, so tests sharing a database never meet."""
     return f"t{secrets.token_hex(6)}"

@@ -9,8 +9,6 @@ as pruned exactly once across the processes.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 from datetime import timedelta
@@ -18,6 +16,7 @@ from datetime import timedelta
 from api.clock import utcnow
 from api.db.engine import Database
 from api.db.retention import exclusive, prune
+from api.jobs.periodic import PeriodicJob
 
 log = logging.getLogger(__name__)
 
@@ -25,22 +24,14 @@ INTERVAL = 3600.0  # seconds between rounds
 FIRST_WITHIN = 5.0  # seconds after start for the first round
 
 
-class Retention:
+class Retention(PeriodicJob):
     def __init__(self, db: Database, *, keep: timedelta, interval: float = INTERVAL) -> None:
+        super().__init__(
+            name="mark1-retention", log=log, failure="event retention failed; retrying next round"
+        )
         self._db = db
         self._keep = keep
         self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="mark1-retention")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def run_once(self) -> int:
         """One round: the number of events this process deleted (0 when another holds
@@ -54,13 +45,8 @@ class Retention:
         log.info("event retention: pruned %d events older than %s", deleted, cutoff.isoformat())
         return deleted
 
-    async def _run(self) -> None:
-        await asyncio.sleep(random.uniform(0, FIRST_WITHIN))
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("event retention failed; retrying next round")
-            await asyncio.sleep(self._interval * random.uniform(0.9, 1.1))
+    def first_delay(self) -> float:
+        return random.uniform(0, FIRST_WITHIN)
+
+    def next_delay(self) -> float:
+        return self._interval * random.uniform(0.9, 1.1)

@@ -24,9 +24,9 @@ from mark1_client import (
     Task,
     TaskStatus,
 )
-from tests.client.conftest import until
 from tests.support.databases import fresh_database
 from tests.support.server import LiveServer, free_port, live_server, make_settings
+from tests.support.waiting import until
 
 
 async def task_status(client: Mark1Client, task_id: str) -> TaskStatus | None:
@@ -60,7 +60,7 @@ async def test_an_agent_claims_reports_and_completes_a_task(
         return {"summary": str(task.input["text"]).upper()}
 
     async with running(agent, handler):
-        await until(lambda: _is(operator, task.id, TaskStatus.SUCCEEDED), "the task to succeed", 30)
+        await until(lambda: _is(operator, task.id, TaskStatus.SUCCEEDED), 30, "the task to succeed")
 
     done = await operator.task(task.id)
     assert done is not None and done.result == {"summary": "ABC"}
@@ -104,13 +104,13 @@ async def _heartbeats_keep_an_idle_agent_online_until_it_stops(
 
             agent = Agent(live.url, registration.token, heartbeat_interval=0.4)
             async with agent:
-                await until(beat_seen, "heartbeats over several timeouts", 30)
+                await until(beat_seen, 30, "heartbeats over several timeouts")
 
             async def unhealthy() -> bool:
                 found = await operator.agent(registration.agent.id)
                 return found is not None and found.status is AgentStatus.UNHEALTHY
 
-            await until(unhealthy, "the stopped agent to turn unhealthy", 30)
+            await until(unhealthy, 30, "the stopped agent to turn unhealthy")
 
 
 async def test_an_idle_agent_is_woken_by_a_new_task_instead_of_waiting_for_its_poll(
@@ -125,7 +125,7 @@ async def test_an_idle_agent_is_woken_by_a_new_task_instead_of_waiting_for_its_p
     agent = Agent(server.url, registration.token, poll_interval=120)
     async with running(agent, handler):
         await until(
-            lambda: Metrics.value(server.runtime.metrics.subscriptions) >= 1, "the wake-up feed"
+            lambda: Metrics.value(server.runtime.metrics.subscriptions) >= 1, 30, "the wake-up feed"
         )
         await asyncio.sleep(0.2)  # its first claim found nothing: it now sleeps for 90 s+
         await operator.create_task("not mine", capability="code")
@@ -152,7 +152,7 @@ async def test_a_failing_handler_fails_its_task_with_retry_and_the_agent_goes_on
         return "ok"
 
     async with running(Agent(server.url, registration.token, poll_interval=0.1), handler):
-        await until(lambda: _is(operator, second.id, TaskStatus.SUCCEEDED), "the second task")
+        await until(lambda: _is(operator, second.id, TaskStatus.SUCCEEDED), 30, "the second task")
 
     failed = await operator.task(first.id)
     assert failed is not None and failed.status is TaskStatus.FAILED
@@ -199,7 +199,7 @@ async def test_an_agent_finishes_its_task_across_a_server_restart(
 
     async def handler(task: Task, agent: Agent) -> str:
         await agent.progress(0.5, "before")
-        await until(lambda: not server_up.is_set(), "the server to stop")
+        await until(lambda: not server_up.is_set(), 30, "the server to stop")
         reported.append(await agent.progress(0.9, "during"))  # sent while the server is down
         await restarted.wait()
         return "survived"
@@ -218,13 +218,13 @@ async def test_an_agent_finishes_its_task_across_a_server_restart(
         )
         runner = running(agent, handler)
         await runner.__aenter__()
-        await until(lambda: _progress_is(operator, task.id, 0.5), "the first report", 30)
+        await until(lambda: _progress_is(operator, task.id, 0.5), 30, "the first report")
     server_up.clear()
     await asyncio.sleep(0.5)  # the second report is being retried against a closed port
     with live_server(settings):
-        await until(lambda: bool(reported), "the report sent while down to land", 60)
+        await until(lambda: bool(reported), 60, "the report sent while down to land")
         restarted.set()
-        await until(lambda: _is(operator, task.id, TaskStatus.SUCCEEDED), "the task to finish")
+        await until(lambda: _is(operator, task.id, TaskStatus.SUCCEEDED), 30, "the task to finish")
         await runner.__aexit__(None, None, None)
         events = await operator.event_page(filter=EventFilter(task_id=task.id))
         await operator.aclose()

@@ -22,8 +22,8 @@ from mark1_client import (
     Unauthenticated,
     WorkflowStepInput,
 )
-from tests.client.conftest import until
 from tests.support.server import LiveServer, free_port, live_server
+from tests.support.waiting import until
 
 
 class Collector:
@@ -49,8 +49,8 @@ class Collector:
     async def wait_for(self, count: int, within: float = 60) -> None:
         await until(
             lambda: len(self.events) >= count or self.error is not None,
-            f"{count} events (have {self.ids})",
             within,
+            f"{count} events (have {self.ids})",
         )
         assert self.error is None, self.error
 
@@ -72,7 +72,7 @@ async def collecting(subscription: Subscription[Event]) -> AsyncIterator[Collect
 
 async def subscribed(live: LiveServer, count: int = 1) -> None:
     await until(
-        lambda: Metrics.value(live.runtime.metrics.subscriptions) >= count, "the subscription"
+        lambda: Metrics.value(live.runtime.metrics.subscriptions) >= count, 30, "the subscription"
     )
 
 

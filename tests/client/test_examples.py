@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from mark1_client import Mark1Client, TaskStatus
-from tests.client.conftest import until
 from tests.support.server import LiveServer
+from tests.support.waiting import until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "client" / "examples"
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -96,7 +96,7 @@ async def test_the_twenty_line_agent_does_a_task_and_stops_gracefully_on_sigterm
         assert agent.proc.poll() is None, f"the agent exited: {agent.stderr!r}"
         return found is not None and found.status is TaskStatus.SUCCEEDED
 
-    await until(succeeded, "the example agent to finish the task", 60)
+    await until(succeeded, 60, "the example agent to finish the task")
 
     assert agent.terminate() == 0, agent.stderr
     done = await operator.task(task.id)
@@ -115,9 +115,9 @@ async def test_the_integrator_pages_the_history_then_follows_live(
     viewer = server.token("VIEWER", tenant=tenant)
     integrator = Example("integrator.py", MARK1_URL=server.url, MARK1_TOKEN=viewer)
     examples.append(integrator)
-    await until(lambda: len(integrator.stdout) >= 5, "the history", 60)
+    await until(lambda: len(integrator.stdout) >= 5, 60, "the history")
     await operator.create_task("new")
-    await until(lambda: len(integrator.stdout) >= 6, "the live event", 60)
+    await until(lambda: len(integrator.stdout) >= 6, 60, "the live event")
     integrator.terminate()
 
     ids = [int(re.match(r"#(\d+) ", line).group(1)) for line in integrator.stdout]  # type: ignore[union-attr]

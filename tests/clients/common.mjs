@@ -41,3 +41,40 @@ export function deadline(seconds, onTimeout) {
   }, seconds * 1000);
   timer.unref();
 }
+
+// Runs one subscription on a graphql-ws or graphql-sse client (both take
+// `subscribe(request, sink)` and return an unsubscribe function), emitting every
+// result. After `count` results (0: no limit) it unsubscribes, then exits 0 at once;
+// or, with `completesOnUnsubscribe`, when the client calls `complete`. An error is
+// emitted with the payload `describe(error)` gives, then it exits 1; `complete`, 0.
+// The client is disposed before every exit, and on the deadline.
+export function follow(
+  client,
+  { query, variables, count, timeout },
+  { describe, completesOnUnsubscribe = false },
+) {
+  const end = (code) => Promise.resolve(client.dispose()).then(() => process.exit(code));
+  deadline(timeout, () => client.dispose());
+  let received = 0;
+  const unsubscribe = client.subscribe(
+    { query, variables },
+    {
+      next: (result) => {
+        emit("next", { payload: result });
+        received += 1;
+        if (count && received >= count) {
+          unsubscribe();
+          if (!completesOnUnsubscribe) end(0);
+        }
+      },
+      error: (error) => {
+        emit("error", { payload: describe(error) });
+        end(1);
+      },
+      complete: () => {
+        emit("complete");
+        end(0);
+      },
+    },
+  );
+}

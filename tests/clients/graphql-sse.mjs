@@ -3,47 +3,25 @@
 // See common.mjs for the environment; MARK1_URL is the http:// endpoint.
 import { createClient } from "graphql-sse";
 
-import { config, deadline, emit } from "./common.mjs";
+import { config, emit, follow } from "./common.mjs";
 
-const { url, token, query, variables, count, timeout } = config();
-const singleConnection = process.env.MARK1_SINGLE === "1";
+const settings = config();
 
 const client = createClient({
-  url,
-  singleConnection,
-  headers: token ? { authorization: `Bearer ${token}` } : {},
+  url: settings.url,
+  singleConnection: process.env.MARK1_SINGLE === "1",
+  headers: settings.token ? { authorization: `Bearer ${settings.token}` } : {},
   retryAttempts: 0,
   on: { connected: () => emit("connected") },
 });
 
-deadline(timeout, () => client.dispose());
-
-let received = 0;
-const unsubscribe = client.subscribe(
-  { query, variables },
-  {
-    next: (result) => {
-      emit("next", { payload: result });
-      received += 1;
-      if (count && received >= count) {
-        // The client then stops the operation (single-connection mode: DELETE, which
-        // must answer 200) and calls `complete`.
-        unsubscribe();
-      }
-    },
-    error: (error) => {
-      // A NetworkError carries the refused response; anything else its message.
-      const response = error?.response;
-      emit("error", {
-        payload: { status: response?.status, message: String(error?.message ?? error) },
-      });
-      client.dispose();
-      process.exit(1);
-    },
-    complete: () => {
-      emit("complete");
-      client.dispose();
-      process.exit(0);
-    },
-  },
-);
+follow(client, settings, {
+  // A NetworkError carries the refused response; anything else its message.
+  describe: (error) => ({
+    status: error?.response?.status,
+    message: String(error?.message ?? error),
+  }),
+  // After `count` results the client stops the operation (single-connection mode:
+  // DELETE, which must answer 200) and calls `complete`.
+  completesOnUnsubscribe: true,
+});

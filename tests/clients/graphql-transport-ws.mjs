@@ -3,14 +3,14 @@
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
-import { config, deadline, emit } from "./common.mjs";
+import { config, emit, follow } from "./common.mjs";
 
-const { url, token, query, variables, count, timeout } = config();
+const settings = config();
 
 const client = createClient({
-  url,
+  url: settings.url,
   webSocketImpl: WebSocket,
-  connectionParams: token ? { authorization: `Bearer ${token}` } : {},
+  connectionParams: settings.token ? { authorization: `Bearer ${settings.token}` } : {},
   retryAttempts: 0,
   lazy: true,
   on: {
@@ -19,31 +19,10 @@ const client = createClient({
   },
 });
 
-deadline(timeout, () => client.dispose());
-
-let received = 0;
-const unsubscribe = client.subscribe(
-  { query, variables },
-  {
-    next: (result) => {
-      emit("next", { payload: result });
-      received += 1;
-      if (count && received >= count) {
-        unsubscribe();
-        client.dispose().then(() => process.exit(0));
-      }
-    },
-    error: (error) => {
-      // graphql-ws hands over the `error` message's GraphQL errors, or a CloseEvent.
-      const payload = Array.isArray(error)
-        ? error
-        : { code: error?.code, reason: error?.reason, message: error?.message };
-      emit("error", { payload });
-      client.dispose().then(() => process.exit(1));
-    },
-    complete: () => {
-      emit("complete");
-      client.dispose().then(() => process.exit(0));
-    },
-  },
-);
+follow(client, settings, {
+  // graphql-ws hands over the `error` message's GraphQL errors, or a CloseEvent.
+  describe: (error) =>
+    Array.isArray(error)
+      ? error
+      : { code: error?.code, reason: error?.reason, message: error?.message },
+});

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -17,19 +15,9 @@ from sqlmodel import SQLModel
 
 import api.db.models  # noqa: F401  (registers the tables)
 from api.db.migrate import alembic_config
-from tests.support import databases
+from tests.support.databases import PgDatabase
 
 MARK1 = str(Path(sys.executable).parent / "mark1")
-
-
-@pytest.fixture
-def empty_postgres() -> Iterator[str]:
-    databases.require("PostgreSQL", databases.postgres_reachable())
-    url, name = databases.create_pg_database()
-    try:
-        yield url
-    finally:
-        databases.drop_pg_database(name)
 
 
 def _upgrade(url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -45,13 +33,13 @@ def _upgrade(url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 async def test_db_upgrade_creates_every_table_on_empty_postgres(
-    empty_postgres: str, tmp_path: Path
+    pg_database: PgDatabase, tmp_path: Path
 ) -> None:
-    run = _upgrade(empty_postgres, tmp_path)
+    run = _upgrade(pg_database.url, tmp_path)
 
     assert run.returncode == 0, run.stderr
     assert "up to date" in run.stdout
-    engine = create_async_engine(empty_postgres)
+    engine = create_async_engine(pg_database.url)
     try:
         async with engine.connect() as conn:
             tables, columns = await conn.run_sync(
@@ -71,7 +59,7 @@ async def test_db_upgrade_creates_every_table_on_empty_postgres(
     assert tables == set(expected) | {"alembic_version"}
     for name, cols in expected.items():
         assert columns[name] == cols, name
-    pg = await asyncpg.connect(empty_postgres.replace("postgresql+asyncpg", "postgresql"))
+    pg = await asyncpg.connect(pg_database.url.replace("postgresql+asyncpg", "postgresql"))
     try:
         versions = await pg.fetch("SELECT version_num FROM alembic_version")
     finally:

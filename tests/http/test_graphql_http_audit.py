@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-from pathlib import Path
 
-import pytest
-
-from tests.support.databases import IN_CI
+from tests.support.node import CLIENTS, node_with
 from tests.support.server import LiveServer
-
-CLIENTS = Path(__file__).resolve().parents[1] / "clients"
 
 
 def test_every_graphql_http_audit_check_passes_musts_and_shoulds(server: LiveServer) -> None:
-    node = shutil.which("node")
-    if node is None or not (CLIENTS / "node_modules" / "graphql-http").is_dir():
-        reason = "node or tests/clients/node_modules is missing (npm ci --prefix tests/clients)"
-        if IN_CI:
-            pytest.fail(f"{reason}, and CI=true requires it")
-        pytest.skip(reason)
+    node = node_with("graphql-http")
     run = subprocess.run(
         [node, "graphql-http-audit.mjs"],
         cwd=CLIENTS,

@@ -4,76 +4,50 @@ graphql-sse's own client in both of its modes, urql through its SSE recipe
 (subscriptionExchange forwarding to a graphql-sse client; its single-connection
 mode is graphql-sse's, tested above), and Apollo Client's
 HttpLink, which runs subscriptions over multipart HTTP by itself. The scripts live
-in tests/clients (``npm ci --prefix tests/clients``); without node or those modules
-the tests skip on a laptop and fail under CI=true.
+in tests/clients (``npm ci --prefix tests/clients``; tests/support/node.py runs them);
+without node or those modules the tests skip on a laptop and fail under CI=true.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import shutil
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from api.settings import Settings
 from tests.http.streams import all_closed, subscribed
 from tests.realtime.activity import Tenant
-from tests.realtime.test_js_clients import JSClient, Line
-from tests.support.databases import IN_CI
-from tests.support.server import LiveServer, make_settings
+from tests.support.databases import sqlite_url
+from tests.support.node import JSClient, Line, Subscribers, node_with
+from tests.support.server import LiveServer, shared_settings
 
-CLIENTS_DIR = Path(__file__).resolve().parents[1] / "clients"
-# name: (script, extra environment)
-CLIENTS: dict[str, tuple[str, dict[str, str]]] = {
-    "graphql-sse": ("graphql-sse.mjs", {}),
-    "graphql-sse-single": ("graphql-sse.mjs", {"MARK1_SINGLE": "1"}),
-    "urql-sse": ("urql-sse.mjs", {}),
-    "apollo-multipart": ("apollo-multipart.mjs", {}),
-}
+SUBSCRIBERS = Subscribers(
+    {
+        "graphql-sse": ("graphql-sse.mjs", {}),
+        "graphql-sse-single": ("graphql-sse.mjs", {"MARK1_SINGLE": "1"}),
+        "urql-sse": ("urql-sse.mjs", {}),
+        "apollo-multipart": ("apollo-multipart.mjs", {}),
+    },
+    websocket=False,
+)
+js_client = SUBSCRIBERS.run
 MODULES = ("graphql-sse", "@urql/core", "@apollo/client", "wonka", "rxjs")
 
 
 @pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The clients exercise the wire, not the database: SQLite is enough here."""
-    yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('jsstreams') / 'mark1.db'}"
-
-
-@pytest.fixture(scope="module")
-def module_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return make_settings(
-        database_url,
-        tmp_path_factory.mktemp("data"),
-        mutation_rate=10_000,
-        mutation_burst=10_000,
-        http_stream_keepalive=0.5,  # the clients must skip keep-alives between results
-    )
+    data = tmp_path_factory.mktemp("jsstreams")
+    # The clients must skip keep-alives between results.
+    return shared_settings(sqlite_url(data), data, http_stream_keepalive=0.5)
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    path = shutil.which("node")
-    missing = None
-    if path is None:
-        missing = "node is not installed"
-    elif not all((CLIENTS_DIR / "node_modules" / m).is_dir() for m in MODULES):
-        missing = "tests/clients has no node_modules: run npm ci --prefix tests/clients"
-    if missing:
-        if IN_CI:
-            pytest.fail(f"{missing}, and CI=true requires it")
-        pytest.skip(missing)
-    assert path is not None
-    return path
+    return node_with(*MODULES)
 
 
-@pytest.fixture(params=sorted(CLIENTS))
+@pytest.fixture(params=sorted(SUBSCRIBERS.scripts))
 def library(request: pytest.FixtureRequest) -> str:
     value: str = request.param
     return value
@@ -84,43 +58,6 @@ async def live(server: LiveServer) -> LiveServer:
     """The module's server, once the previous test's streams are all gone."""
     await all_closed(server)
     return server
-
-
-@asynccontextmanager
-async def js_client(
-    node: str,
-    library: str,
-    server: LiveServer,
-    token: str,
-    query: str,
-    variables: dict[str, Any] | None = None,
-    count: int = 0,
-) -> AsyncIterator[JSClient]:
-    script, extra = CLIENTS[library]
-    env = {
-        **os.environ,
-        **extra,
-        "MARK1_URL": server.url,
-        "MARK1_TOKEN": token,
-        "MARK1_QUERY": query,
-        "MARK1_VARIABLES": json.dumps(variables or {}),
-        "MARK1_COUNT": str(count),
-        "MARK1_TIMEOUT": "20",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(CLIENTS_DIR / script),
-        cwd=CLIENTS_DIR,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        yield JSClient(proc)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
 
 
 async def result(client: JSClient) -> Line:

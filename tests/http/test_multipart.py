@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import httpx
@@ -18,7 +17,8 @@ from tests.http.streams import (
     subscribed,
 )
 from tests.realtime.activity import Tenant
-from tests.support.server import LiveServer, make_settings
+from tests.support.databases import sqlite_url
+from tests.support.server import LiveServer, shared_settings
 
 TASKS = "subscription { taskUpdates { title status } }"
 EVENTS = "subscription($after: ID) { events(after: $after) { id task { title } } }"
@@ -27,27 +27,10 @@ CONTENT_TYPE = 'multipart/mixed; boundary="graphql"; subscriptionSpec="1.0"'
 
 
 @pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The wire format is under test, not the database."""
-    yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('multipart') / 'mark1.db'}"
-
-
-@pytest.fixture(scope="module")
-def module_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return make_settings(
-        database_url,
-        tmp_path_factory.mktemp("data"),
-        mutation_rate=10_000,
-        mutation_burst=10_000,
-        http_stream_keepalive=0.2,
-    )
-
-
-@pytest.fixture
-async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    await all_closed(server)
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
+def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """On SQLite: the wire format is under test, not the database."""
+    data = tmp_path_factory.mktemp("multipart")
+    return shared_settings(sqlite_url(data), data, http_stream_keepalive=0.2)
 
 
 @pytest.mark.parametrize(

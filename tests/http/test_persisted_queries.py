@@ -7,11 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,12 +20,11 @@ from api.settings import Settings
 from resolvers.schema import CACHEABLE_DOCUMENT, STATS
 from resolvers.transport.persisted import PersistedDocuments
 from tests.realtime.wire import PROTOCOLS, Protocol, Socket
-from tests.support.databases import IN_CI
+from tests.support.node import CLIENTS, node_with
 from tests.support.server import LiveServer, live_server, make_settings
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 URL = "/graphql"
-CLIENTS = Path(__file__).resolve().parents[1] / "clients"
 
 
 @pytest.fixture(scope="module")
@@ -269,12 +266,7 @@ def test_a_document_id_must_be_a_non_empty_string() -> None:
 
 def test_apollo_clients_persisted_query_link_does_the_round_trip(server: LiveServer) -> None:
     """Apollo Client's own PersistedQueryLink, over its HttpLink, in node."""
-    node = shutil.which("node")
-    if node is None or not (CLIENTS / "node_modules" / "@apollo" / "client").is_dir():
-        reason = "node or tests/clients/node_modules is missing (npm ci --prefix tests/clients)"
-        if IN_CI:
-            pytest.fail(f"{reason}, and CI=true requires it")
-        pytest.skip(reason)
+    node = node_with("@apollo/client")
     suffix = uuid.uuid4().hex
     run = subprocess.run(
         [node, "apollo-persisted-queries.mjs"],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import httpx
@@ -22,7 +21,8 @@ from tests.http.streams import (
     subscribed,
 )
 from tests.realtime.activity import Tenant
-from tests.support.server import LiveServer, make_settings
+from tests.support.databases import sqlite_url
+from tests.support.server import LiveServer, shared_settings
 from tests.support.waiting import until
 
 TASKS = "subscription { taskUpdates { title status } }"
@@ -36,28 +36,11 @@ def sha256(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The wire format is under test, not the database (replay runs on both elsewhere)."""
-    yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sse') / 'mark1.db'}"
-
-
-@pytest.fixture(scope="module")
-def module_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return make_settings(
-        database_url,
-        tmp_path_factory.mktemp("data"),
-        mutation_rate=10_000,
-        mutation_burst=10_000,
-        http_stream_keepalive=KEEPALIVE,
-    )
-
-
-@pytest.fixture
-async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    """A client, once the previous test's streams are all gone (a leak shows here)."""
-    await all_closed(server)
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
+def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """On SQLite: the wire format is under test, not the database (replay runs on both
+    elsewhere)."""
+    data = tmp_path_factory.mktemp("sse")
+    return shared_settings(sqlite_url(data), data, http_stream_keepalive=KEEPALIVE)
 
 
 async def test_a_subscription_streams_each_change_as_a_next_event(

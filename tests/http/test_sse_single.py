@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -14,7 +14,8 @@ import pytest
 from api.settings import Settings
 from tests.http.streams import SSE, EventStream, all_closed, request_body, streams_open, subscribed
 from tests.realtime.activity import Tenant
-from tests.support.server import LiveServer, make_settings
+from tests.support.databases import sqlite_url
+from tests.support.server import LiveServer, shared_settings
 from tests.support.waiting import PATIENCE, until
 
 TOKEN = "X-GraphQL-Event-Stream-Token"
@@ -24,29 +25,16 @@ LAPSE = 0.5  # seconds a reservation waits for its stream (WS_INIT_TIMEOUT)
 
 
 @pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The wire format is under test, not the database."""
-    yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sse1') / 'mark1.db'}"
-
-
-@pytest.fixture(scope="module")
-def module_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return make_settings(
-        database_url,
-        tmp_path_factory.mktemp("data"),
-        mutation_rate=10_000,
-        mutation_burst=10_000,
+def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """On SQLite: the wire format is under test, not the database."""
+    data = tmp_path_factory.mktemp("sse1")
+    return shared_settings(
+        sqlite_url(data),
+        data,
         http_stream_keepalive=0.2,
         max_subscriptions_per_socket=MAX_OPERATIONS,
         ws_init_timeout=LAPSE,
     )
-
-
-@pytest.fixture
-async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    await all_closed(server)
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from api.metrics import Metrics
 from api.settings import Settings
+from tests.realtime.processes import RedisServer
 from tests.realtime.wire import PROTOCOLS, Protocol
 from tests.support.server import LiveServer, live_server, make_settings
 from tests.support.waiting import PATIENCE, until
@@ -39,6 +41,14 @@ def protocol(request: pytest.FixtureRequest) -> Protocol:
     """Each test taking this runs over graphql-transport-ws and the legacy graphql-ws."""
     value: Protocol = request.param
     return value
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server, started: a test may publish on its channels by hand, or
+    kill and restart it."""
+    with RedisServer.required(tmp_path) as redis:
+        yield redis
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from api.settings import Settings
-from tests.support import server_logs
+from tests.support import databases, server_logs
 from tests.support.server import TEST_SECRET, free_port, mint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,6 +162,13 @@ class RedisServer:
     @staticmethod
     def available() -> bool:
         return shutil.which("redis-server") is not None
+
+    @classmethod
+    def required(cls, work_dir: Path) -> RedisServer:
+        """A server, not yet started; the test is skipped (failed under CI) without
+        redis-server."""
+        databases.require("redis-server", cls.available())
+        return cls(work_dir)
 
     def start(self) -> None:
         assert self.proc is None

@@ -1,23 +1,25 @@
 """Background jobs run in every process and still act once: three real server processes
 sweep the same silent agents at once, and each transition happens (and is delivered)
-exactly once."""
+exactly once. And a job outlives a failed round, and stops even mid-round."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from api.jobs.periodic import PeriodicJob
 from tests.realtime.activity import Tenant
 from tests.realtime.processes import Process, serve_clusters
 from tests.realtime.wire import Socket
-from tests.support import databases
+from tests.support.databases import PgDatabase
 from tests.support.server import mint
+from tests.support.waiting import until
 
 CHANGES = (
     "subscription { events(filter: {types: [AGENT_STATUS_CHANGED, TASK_REQUEUED]})"
@@ -36,16 +38,6 @@ class Peer:
         return mint(self.settings, *roles, sub=sub, tenant=tenant)
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    databases.require("PostgreSQL", databases.postgres_reachable())
-    url, name = databases.create_pg_database()
-    try:
-        yield url
-    finally:
-        databases.drop_pg_database(name)
-
-
 async def _history(tenant: Tenant) -> list[dict[str, Any]]:
     result = await tenant.run(
         "{ events(first: 500) { edges { node { id type actor agentId taskId data } } } }"
@@ -55,13 +47,13 @@ async def _history(tenant: Tenant) -> list[dict[str, Any]]:
 
 @pytest.mark.timeout(240)
 async def test_three_processes_sweeping_at_once_emit_each_agent_transition_once(
-    pg_url: str, tmp_path: Path, tenant: str
+    pg_database: PgDatabase, tmp_path: Path, tenant: str
 ) -> None:
-    bus = pg_url.replace("postgresql+asyncpg://", "postgres://")
+    bus = pg_database.url.replace("postgresql+asyncpg://", "postgres://")
     with serve_clusters(
         {"postgres": bus},
         size=3,
-        database_url=pg_url,
+        database_url=pg_database.url,
         work_dir=tmp_path,
         heartbeat_timeout="1",
         offline_after="3",
@@ -117,3 +109,40 @@ async def test_three_processes_sweeping_at_once_emit_each_agent_transition_once(
     assert len(requeued) == 3 and set(requeued.values()) == {1}
     assert [int(e["id"]) for e in history] == list(range(1, len(history) + 1))
     assert received == [wanted] * 3, "every process delivered each transition once, in order"
+
+
+class Flaky(PeriodicJob):
+    """Its first round fails, its second succeeds, its third waits until cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__(name="flaky", log=logging.getLogger("tests.flaky"), failure="round failed")
+        self.rounds = 0
+        self.cancelled = False
+
+    async def run_once(self) -> None:
+        self.rounds += 1
+        if self.rounds == 1:
+            raise RuntimeError("a passing fault")
+        if self.rounds == 3:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+
+    def next_delay(self) -> float:
+        return 0.01
+
+
+async def test_a_periodic_job_logs_a_failed_round_goes_on_and_stops_mid_round(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job = Flaky()
+    job.start()
+    await until(lambda: job.rounds == 3, what="the third round")
+    await job.stop()
+    assert job.cancelled and job.rounds == 3
+    failures = [r for r in caplog.records if r.name == "tests.flaky"]
+    assert [(r.levelno, r.getMessage()) for r in failures] == [(logging.ERROR, "round failed")]
+    assert failures[0].exc_info is not None and failures[0].exc_info[0] is RuntimeError
+    await job.stop()  # stopping a stopped job does nothing

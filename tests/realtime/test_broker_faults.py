@@ -20,6 +20,7 @@ from tests.realtime.processes import Process, RedisServer, serve_clusters
 from tests.realtime.traffic import EVENTS, Collector, Writer, collecting, p99, until_count
 from tests.realtime.wire import Socket
 from tests.support import databases
+from tests.support.databases import PgDatabase
 from tests.support.server import mint
 
 # Small, so that tailing the outbox during an outage is quick to see (and the 2 s
@@ -33,22 +34,9 @@ ROUNDS = 6
 
 
 @pytest.fixture
-def pg_database() -> Iterator[tuple[str, str]]:
-    """A fresh PostgreSQL database: (SQLAlchemy url, name)."""
-    databases.require("PostgreSQL", databases.postgres_reachable())
-    url, name = databases.create_pg_database()
-    try:
-        yield url, name
-    finally:
-        databases.drop_pg_database(name)
-
-
-@pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server, not started: the test starts, kills and restarts it."""
-    if not RedisServer.available():
-        databases.require("redis-server", False)
-    redis = RedisServer(tmp_path)
+    redis = RedisServer.required(tmp_path)
     try:
         yield redis
     finally:
@@ -107,7 +95,7 @@ def assert_every_event_once_in_order(collectors: list[Collector], total: int) ->
 
 
 async def test_mutations_do_not_wait_on_a_stalled_broker_and_every_event_still_arrives(
-    pg_database: tuple[str, str], redis_server: RedisServer, tmp_path: Path, tenant: str
+    pg_database: PgDatabase, redis_server: RedisServer, tmp_path: Path, tenant: str
 ) -> None:
     """A black-holed Redis (accepts, never answers) costs a mutation nothing."""
     redis_server.start()
@@ -116,7 +104,7 @@ async def test_mutations_do_not_wait_on_a_stalled_broker_and_every_event_still_a
         serve_clusters(
             {"redis": f"redis://127.0.0.1:{proxy.port}/0"},
             size=2,
-            database_url=pg_database[0],
+            database_url=pg_database.url,
             work_dir=tmp_path,
             gap_check_interval=GAP_CHECK,
             **UNLIMITED_WRITES,
@@ -204,13 +192,13 @@ async def _through_an_outage(
 
 @pytest.mark.timeout(300)
 async def test_delivery_goes_on_in_order_through_a_redis_outage_across_two_processes(
-    pg_database: tuple[str, str], redis_server: RedisServer, tmp_path: Path, tenant: str
+    pg_database: PgDatabase, redis_server: RedisServer, tmp_path: Path, tenant: str
 ) -> None:
     redis_server.start()
     with serve_clusters(
         {"redis": redis_server.url},
         size=2,
-        database_url=pg_database[0],
+        database_url=pg_database.url,
         work_dir=tmp_path,
         gap_check_interval=GAP_CHECK,
         **UNLIMITED_WRITES,
@@ -242,7 +230,7 @@ async def test_delivery_goes_on_in_order_through_a_redis_outage_across_two_proce
 
 @pytest.mark.timeout(300)
 async def test_delivery_goes_on_in_order_while_the_postgres_bus_connection_is_terminated(
-    pg_database: tuple[str, str], tmp_path: Path, tenant: str
+    pg_database: PgDatabase, tmp_path: Path, tenant: str
 ) -> None:
     """The LISTEN connection killed by the database (pg_terminate_backend), again and
     again for several seconds: each process reconnects, and tails the outbox meanwhile."""
@@ -304,13 +292,13 @@ async def test_delivery_goes_on_in_order_while_the_postgres_bus_connection_is_te
 
 
 async def test_a_process_starts_and_serves_with_the_broker_down(
-    pg_database: tuple[str, str], redis_server: RedisServer, tmp_path: Path, tenant: str
+    pg_database: PgDatabase, redis_server: RedisServer, tmp_path: Path, tenant: str
 ) -> None:
     """Redis is not running at all when both processes start: they serve, degraded."""
     with serve_clusters(
         {"redis": redis_server.url},
         size=2,
-        database_url=pg_database[0],
+        database_url=pg_database.url,
         work_dir=tmp_path,
         gap_check_interval=GAP_CHECK,
         **UNLIMITED_WRITES,

@@ -25,24 +25,10 @@ EVENTS = "subscription { events { id type task { title } } }"
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A private redis-server: the tests publish on its channels by hand."""
-    if not RedisServer.available():
-        databases.require("redis-server", False)
-    with RedisServer(tmp_path) as redis:
-        yield redis.url
-
-
-@pytest.fixture
 def two_databases() -> Iterator[tuple[str, str]]:
     """Two fresh PostgreSQL databases: two installs. Yields their SQLAlchemy urls."""
-    databases.require("PostgreSQL", databases.postgres_reachable())
-    made = [databases.create_pg_database() for _ in range(2)]
-    try:
-        yield made[0][0], made[1][0]
-    finally:
-        for _, name in made:
-            databases.drop_pg_database(name)
+    with databases.fresh_pg_database() as one, databases.fresh_pg_database() as two:
+        yield one.url, two.url
 
 
 async def _publish(url: str, channel: str, *messages: bytes) -> None:
@@ -56,9 +42,9 @@ async def _publish(url: str, channel: str, *messages: bytes) -> None:
 
 @pytest.mark.postgres
 async def test_a_forged_message_with_the_next_id_is_not_delivered_and_the_real_event_still_is(
-    two_databases: tuple[str, str], redis_url: str, tmp_path: Path, tenant: str
+    two_databases: tuple[str, str], redis_server: RedisServer, tmp_path: Path, tenant: str
 ) -> None:
-    settings = make_settings(two_databases[0], tmp_path, broadcast_url=redis_url)
+    settings = make_settings(two_databases[0], tmp_path, broadcast_url=redis_server.url)
     with live_server(settings) as server:
         t = Tenant(server, tenant)
         viewer = server.token("VIEWER", tenant=tenant)
@@ -85,7 +71,7 @@ async def test_a_forged_message_with_the_next_id_is_not_delivered_and_the_real_e
             doorbell = {"i": server.runtime.bus.install, "t": tenant, "e": 2}  # real install
             foreign = {"i": "another-install", "t": tenant, "e": 2}
             await _publish(
-                redis_url,
+                redis_server.url,
                 settings.broadcast_channel,
                 orjson.dumps(forged_event),
                 orjson.dumps(doorbell),
@@ -107,13 +93,13 @@ async def test_a_forged_message_with_the_next_id_is_not_delivered_and_the_real_e
 
 @pytest.mark.postgres
 async def test_two_installs_on_one_redis_and_the_default_channel_see_only_their_own_events(
-    two_databases: tuple[str, str], redis_url: str, tmp_path: Path
+    two_databases: tuple[str, str], redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """Same channel, same tenant name, same event ids: different installs."""
     channel = Settings(_env_file=None).broadcast_channel  # the default, for both
     installs = [
         make_settings(
-            url, tmp_path / f"install{i}", broadcast_url=redis_url, broadcast_channel=channel
+            url, tmp_path / f"install{i}", broadcast_url=redis_server.url, broadcast_channel=channel
         )
         for i, url in enumerate(two_databases)
     ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import redis.asyncio as aioredis
 import websockets
 
 from tests.realtime.processes import RedisServer, serve_clusters
-from tests.support import databases
+from tests.support.databases import PgDatabase
 from tests.support.graphql import data, gql
 from tests.support.server import LiveServer, live_server, make_settings
 from tests.support.waiting import PATIENCE
@@ -31,25 +30,6 @@ LIMITS = {
     "max_sockets_per_subject": "2",
     "cluster_heartbeat": "0.2",  # a crashed process stops counting within a second
 }
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A private redis-server, started; a test may kill and restart it."""
-    if not RedisServer.available():
-        databases.require("redis-server", False)
-    with RedisServer(tmp_path) as redis:
-        yield redis
-
-
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    databases.require("PostgreSQL", databases.postgres_reachable())
-    url, name = databases.create_pg_database()
-    try:
-        yield url
-    finally:
-        databases.drop_pg_database(name)
 
 
 async def _open(url: str, token: str) -> websockets.ClientConnection | int | None:
@@ -95,12 +75,12 @@ async def _system_metrics(url: str, token: str, **expected: Any) -> dict[str, An
 
 @pytest.mark.postgres
 async def test_two_serve_processes_share_one_subjects_mutation_rate_and_socket_limit(
-    pg_database: str, redis_server: RedisServer, tmp_path: Path, tenant: str
+    pg_database: PgDatabase, redis_server: RedisServer, tmp_path: Path, tenant: str
 ) -> None:
     with serve_clusters(
         {"redis": redis_server.url},
         size=2,
-        database_url=pg_database,
+        database_url=pg_database.url,
         work_dir=tmp_path,
         redis_url=redis_server.url,
         **LIMITS,

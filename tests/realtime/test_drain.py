@@ -17,11 +17,10 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,8 @@ from tests.realtime.processes import ROOT, Process, serve_clusters
 from tests.realtime.traffic import Writer
 from tests.support import databases
 from tests.support.balancer import Balancer, balancing
-from tests.support.databases import IN_CI
+from tests.support.databases import PgDatabase
+from tests.support.node import CLIENTS, node_with
 from tests.support.server import mint
 from tests.support.waiting import until
 
@@ -47,7 +47,6 @@ DASHBOARD = (
     "subscription EventStream($filter: EventFilter, $after: ID) "
     "{ events(filter: $filter, after: $after) { id type occurredAt } }"
 )
-CLIENTS = ROOT / "tests" / "clients"
 WATCH_EVENT = re.compile(r"  #(\d+)  ")
 WATCH_CLOSE = re.compile(r"connection closed \((\d+)")
 SETTINGS = {
@@ -59,30 +58,15 @@ SETTINGS = {
 
 
 @pytest.fixture
-def pg_database() -> Iterator[str]:
-    databases.require("PostgreSQL", databases.postgres_reachable())
+def cluster_database(pg_database: PgDatabase) -> str:
+    """A fresh PostgreSQL database, for processes that also share the local Redis."""
     databases.require("Redis", databases.redis_reachable())
-    url, name = databases.create_pg_database()
-    try:
-        yield url
-    finally:
-        databases.drop_pg_database(name)
+    return pg_database.url
 
 
 @pytest.fixture
 def node() -> str:
-    path = shutil.which("node")
-    missing = None
-    if path is None:
-        missing = "node is not installed"
-    elif not (CLIENTS / "node_modules" / "graphql-ws").is_dir():
-        missing = "tests/clients has no node_modules: run npm ci --prefix tests/clients"
-    if missing:
-        if IN_CI:
-            pytest.fail(f"{missing}, and CI=true requires it")
-        pytest.skip(missing)
-    assert path is not None
-    return path
+    return node_with("graphql-ws")
 
 
 # -- the clients ---------------------------------------------------------------
@@ -231,12 +215,12 @@ def assert_spread(times: list[float]) -> None:
 
 @pytest.mark.timeout(120)
 async def test_sigterm_moves_every_client_to_the_other_process_with_nothing_lost_or_repeated(
-    pg_database: str, tmp_path: Path, tenant: str, node: str
+    cluster_database: str, tmp_path: Path, tenant: str, node: str
 ) -> None:
     with serve_clusters(
         {"redis": databases.REDIS_URL},
         size=2,
-        database_url=pg_database,
+        database_url=cluster_database,
         work_dir=tmp_path,
         **SETTINGS,
     ) as clusters:
@@ -349,12 +333,12 @@ async def _drain_under_traffic(
 
 @pytest.mark.timeout(120)
 async def test_each_worker_of_serve_workers_drains_its_own_sockets(
-    pg_database: str, tmp_path: Path, tenant: str
+    cluster_database: str, tmp_path: Path, tenant: str
 ) -> None:
     with serve_clusters(
         {"redis": databases.REDIS_URL},
         size=1,
-        database_url=pg_database,
+        database_url=cluster_database,
         work_dir=tmp_path,
         workers="2",
         **SETTINGS,

@@ -1,121 +1,47 @@
 """Real JavaScript clients (npm graphql-ws and subscriptions-transport-ws) against a live server.
 
-The clients live in tests/clients (``npm ci --prefix tests/clients`` installs them).
-Without node or those modules the tests skip on a laptop and fail under CI=true.
+The clients live in tests/clients (``npm ci --prefix tests/clients`` installs them;
+tests/support/node.py runs them). Without node or those modules the tests skip on a
+laptop and fail under CI=true.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import shutil
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from tests.realtime.activity import Tenant
 from tests.realtime.conftest import subscribed
-from tests.support.databases import IN_CI
+from tests.support.databases import sqlite_url
+from tests.support.node import Subscribers, node_with
 from tests.support.server import LiveServer
 
-CLIENTS = Path(__file__).resolve().parents[1] / "clients"
-SCRIPTS = {
-    "graphql-ws": "graphql-transport-ws.mjs",
-    "subscriptions-transport-ws": "subscriptions-transport-ws.mjs",
-}
-
-Line = dict[str, Any]
+SUBSCRIBERS = Subscribers(
+    {
+        "graphql-ws": ("graphql-transport-ws.mjs", {}),
+        "subscriptions-transport-ws": ("subscriptions-transport-ws.mjs", {}),
+    },
+    websocket=True,
+)
+js_client = SUBSCRIBERS.run
 
 
 @pytest.fixture(scope="module")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The clients exercise the wire, not the database: SQLite is enough here."""
-    yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('js') / 'mark1.db'}"
+    yield sqlite_url(tmp_path_factory.mktemp("js"))
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    path = shutil.which("node")
-    missing = None
-    if path is None:
-        missing = "node is not installed"
-    elif not all((CLIENTS / "node_modules" / m).is_dir() for m in ("graphql-ws", "ws")):
-        missing = "tests/clients has no node_modules: run npm ci --prefix tests/clients"
-    if missing:
-        if IN_CI:
-            pytest.fail(f"{missing}, and CI=true requires it")
-        pytest.skip(missing)
-    assert path is not None
-    return path
+    return node_with("graphql-ws", "ws")
 
 
-@pytest.fixture(params=sorted(SCRIPTS))
+@pytest.fixture(params=sorted(SUBSCRIBERS.scripts))
 def library(request: pytest.FixtureRequest) -> str:
     value: str = request.param
     return value
-
-
-class JSClient:
-    """A node process running one client script; reads its JSON lines."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-
-    async def line(self, within: float = 10) -> Line:
-        assert self.proc.stdout is not None
-        raw = await asyncio.wait_for(self.proc.stdout.readline(), within)
-        if not raw:
-            stderr = await self.proc.stderr.read() if self.proc.stderr else b""
-            raise AssertionError(f"the client ended without a line: {stderr.decode()[-2000:]}")
-        line: Line = json.loads(raw)
-        return line
-
-    async def expect(self, event: str, within: float = 10) -> Line:
-        line = await self.line(within)
-        assert line["event"] == event, line
-        return line
-
-    async def exit_code(self, within: float = 10) -> int:
-        return await asyncio.wait_for(self.proc.wait(), within)
-
-
-@asynccontextmanager
-async def js_client(
-    node: str,
-    library: str,
-    server: LiveServer,
-    token: str,
-    query: str,
-    variables: dict[str, Any] | None = None,
-    count: int = 0,
-) -> AsyncIterator[JSClient]:
-    env = {
-        **os.environ,
-        "MARK1_WS_URL": server.ws_url,
-        "MARK1_TOKEN": token,
-        "MARK1_QUERY": query,
-        "MARK1_VARIABLES": json.dumps(variables or {}),
-        "MARK1_COUNT": str(count),
-        "MARK1_TIMEOUT": "20",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(CLIENTS / SCRIPTS[library]),
-        cwd=CLIENTS,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        yield JSClient(proc)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
 
 
 async def test_a_js_client_receives_every_change_of_a_task(

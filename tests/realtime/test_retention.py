@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +20,7 @@ from tests.realtime.activity import Tenant, on_server
 from tests.realtime.conftest import subscribed
 from tests.realtime.processes import serve_clusters
 from tests.realtime.wire import Socket
-from tests.support import databases
-from tests.support.databases import fresh_database
+from tests.support.databases import PgDatabase, fresh_database
 from tests.support.outbox import backdate, event_ids, seed
 from tests.support.server import LiveServer, live_server, make_settings
 from tests.support.waiting import until
@@ -104,30 +102,21 @@ async def test_the_retention_job_prunes_events_older_than_its_days_on_sqlite(
     assert _counted([r.getMessage() for r in caplog.records]) == 5  # acme 4, globex 1
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    databases.require("PostgreSQL", databases.postgres_reachable())
-    url, name = databases.create_pg_database()
-    try:
-        yield url
-    finally:
-        databases.drop_pg_database(name)
-
-
 @pytest.mark.postgres
 @pytest.mark.timeout(240)
 async def test_two_processes_prune_by_retention_and_count_each_event_once(
-    pg_url: str, tmp_path: Path
+    pg_database: PgDatabase, tmp_path: Path
 ) -> None:
-    await seed(pg_url, tmp_path, {"acme": 30, "globex": 3})
+    url = pg_database.url
+    await seed(url, tmp_path, {"acme": 30, "globex": 3})
     old = datetime.now(UTC) - timedelta(days=3)
-    await backdate(pg_url, "acme", through=20, to=old)
-    await backdate(pg_url, "globex", through=3, to=old)
-    bus = pg_url.replace("postgresql+asyncpg://", "postgres://")
+    await backdate(url, "acme", through=20, to=old)
+    await backdate(url, "globex", through=3, to=old)
+    bus = url.replace("postgresql+asyncpg://", "postgres://")
     with serve_clusters(
-        {"postgres": bus}, size=2, database_url=pg_url, work_dir=tmp_path, event_retention="2"
+        {"postgres": bus}, size=2, database_url=url, work_dir=tmp_path, event_retention="2"
     ) as running:
-        await _pruned(pg_url, {"acme": list(range(21, 31)), "globex": [3]})
+        await _pruned(url, {"acme": list(range(21, 31)), "globex": [3]})
         # Each process reports its first round (after up to 5 s): one pruned, or both
         # did a part, or one found the other holding the lock or nothing left.
         for process in running["postgres"]:
@@ -139,11 +128,12 @@ async def test_two_processes_prune_by_retention_and_count_each_event_once(
 
 @pytest.mark.postgres
 async def test_a_round_skips_while_another_process_holds_the_prune_lock(
-    pg_url: str, tmp_path: Path
+    pg_database: PgDatabase, tmp_path: Path
 ) -> None:
-    await seed(pg_url, tmp_path, {"acme": 5})
-    await backdate(pg_url, "acme", through=3, to=datetime.now(UTC) - timedelta(days=3))
-    other, mine = Database(pg_url), Database(pg_url)  # two processes' engines
+    url = pg_database.url
+    await seed(url, tmp_path, {"acme": 5})
+    await backdate(url, "acme", through=3, to=datetime.now(UTC) - timedelta(days=3))
+    other, mine = Database(url), Database(url)  # two processes' engines
     try:
         job = Retention(mine, keep=timedelta(days=2))
         async with exclusive(other, wait=False) as held:
@@ -156,4 +146,4 @@ async def test_a_round_skips_while_another_process_holds_the_prune_lock(
     finally:
         await other.close()
         await mine.close()
-    assert await event_ids(pg_url) == {"acme": [4, 5]}
+    assert await event_ids(url) == {"acme": [4, 5]}

@@ -116,9 +116,7 @@ async def test_a_change_made_through_one_process_reaches_a_subscriber_on_another
 async def test_a_redis_restart_loses_no_event_committed_while_it_was_down(
     settings: Settings, tenant: str, tmp_path: Path
 ) -> None:
-    if not RedisServer.available():
-        databases.require("redis-server", False)
-    with RedisServer(tmp_path) as redis:
+    with RedisServer.required(tmp_path) as redis:
         bus = {"broadcast_url": redis.url, "gap_check_interval": 0.5}
         with serving(settings, **bus) as writer, serving(settings, **bus) as reader:
             t = Tenant(writer, tenant)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any
 
 import httpx
@@ -28,6 +28,7 @@ from tests.realtime.conftest import subscribed
 from tests.realtime.processes import RedisServer
 from tests.realtime.wire import Socket
 from tests.support import databases
+from tests.support.databases import PgDatabase
 from tests.support.server import LiveServer, live_server, make_settings
 from tests.support.waiting import until
 
@@ -39,17 +40,6 @@ HINTS = 1_000
 BATCH = INBOX - 100
 
 
-@pytest.fixture
-def pg_database() -> Iterator[tuple[str, str]]:
-    """A fresh PostgreSQL database: (SQLAlchemy url, name)."""
-    databases.require("PostgreSQL", databases.postgres_reachable())
-    url, name = databases.create_pg_database()
-    try:
-        yield url, name
-    finally:
-        databases.drop_pg_database(name)
-
-
 def _through(url: str, port: int) -> str:
     """The same database, reached through a proxy listening on ``port``."""
     scheme, rest = url.split("://", 1)
@@ -59,7 +49,7 @@ def _through(url: str, port: int) -> str:
 
 @pytest.mark.postgres
 async def test_a_slow_outbox_read_for_one_tenant_holds_up_no_other_tenant(
-    pg_database: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+    pg_database: PgDatabase, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     url, name = pg_database
     listen_notify = databases.PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
@@ -94,15 +84,6 @@ async def test_a_slow_outbox_read_for_one_tenant_holds_up_no_other_tenant(
     assert slow_pending == 0
     assert quick_latency < SLOW_READ
     assert slow_latency > SLOW_READ / 2
-
-
-@pytest.fixture
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private redis-server: the test floods its channel."""
-    if not RedisServer.available():
-        databases.require("redis-server", False)
-    with RedisServer(tmp_path_factory.mktemp("redis")) as redis:
-        yield redis.url
 
 
 async def _flood(client: aioredis.Redis, channel: str, messages: list[bytes]) -> None:
@@ -143,8 +124,8 @@ class Peaks:
 
 @pytest.mark.postgres
 async def test_a_flood_of_doorbells_while_the_database_is_stalled_stays_bounded_and_loses_nothing(
-    pg_database: tuple[str, str],
-    redis_url: str,
+    pg_database: PgDatabase,
+    redis_server: RedisServer,
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -152,7 +133,7 @@ async def test_a_flood_of_doorbells_while_the_database_is_stalled_stays_bounded_
     monkeypatch.setattr(backends, "INBOX_CAPACITY", INBOX)
     monkeypatch.setattr(bus_module, "_MAX_HINTS", HINTS)
     url, _ = pg_database
-    settings = make_settings(url, tmp_path_factory.mktemp("data"), broadcast_url=redis_url)
+    settings = make_settings(url, tmp_path_factory.mktemp("data"), broadcast_url=redis_server.url)
     with (
         tcp_proxy("127.0.0.1", 5432) as proxy,
         live_server(settings) as writer,
@@ -173,7 +154,7 @@ async def test_a_flood_of_doorbells_while_the_database_is_stalled_stays_bounded_
             # Well-formed doorbells of this install: first a burst while the reader's loop
             # is busy, which overflows its inbox; then more tenants than it keeps notes of.
             channel = settings.broadcast_channel
-            redis = aioredis.Redis.from_url(redis_url)
+            redis = aioredis.Redis.from_url(redis_server.url)
             server_loop(reader).call_soon_threadsafe(time.sleep, 1.0)  # a busy process
             await peaks.during(_flood(redis, channel, _doorbells(install, 0, 5_000)))
             await until(lambda: Metrics.value(reader.runtime.metrics.bus_overflows) > 0)

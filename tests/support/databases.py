@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import asyncpg
 import pytest
@@ -81,6 +82,28 @@ def drop_pg_database(name: str) -> None:
     asyncio.run(_drop_pg(name))
 
 
+class PgDatabase(NamedTuple):
+    url: str  # SQLAlchemy's (postgresql+asyncpg://)
+    name: str  # for a LISTEN/NOTIFY bus url or the admin connection
+
+
+@contextmanager
+def fresh_pg_database() -> Iterator[PgDatabase]:
+    """A new empty PostgreSQL database, dropped afterwards (skipped, or failed under CI,
+    when unreachable): for tests that run several processes or installs on it."""
+    require("PostgreSQL", postgres_reachable())
+    url, name = create_pg_database()
+    try:
+        yield PgDatabase(url, name)
+    finally:
+        drop_pg_database(name)
+
+
+def sqlite_url(directory: Path) -> str:
+    """A SQLite file in ``directory``."""
+    return f"sqlite+aiosqlite:///{directory / 'mark1.db'}"
+
+
 @asynccontextmanager
 async def fresh_database(database_url: str, directory: Path) -> AsyncIterator[str]:
     """An empty database of the same kind as ``database_url``, dropped afterwards.
@@ -105,11 +128,7 @@ def database(kind: str, directory: Path) -> Iterator[str]:
     """A database of its own: a SQLite file in ``directory``, or a fresh PostgreSQL
     database dropped afterwards (skipped, or failed under CI, when unreachable)."""
     if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{directory / 'mark1.db'}"
+        yield sqlite_url(directory)
         return
-    require("PostgreSQL", postgres_reachable())
-    url, name = create_pg_database()
-    try:
-        yield url
-    finally:
-        drop_pg_database(name)
+    with fresh_pg_database() as pg:
+        yield pg.url

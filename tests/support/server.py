@@ -46,6 +46,13 @@ def make_settings(database_url: str, data_dir: object, **overrides: Any) -> Sett
     return Settings(_env_file=None, **{**fields, **overrides})  # type: ignore[call-arg]
 
 
+def shared_settings(database_url: str, data_dir: object, **overrides: Any) -> Settings:
+    """Settings for a server all of a module's tests share: they share its per-subject
+    mutation buckets too, so those are wide enough never to refuse one of them."""
+    wide = {"mutation_rate": 10_000, "mutation_burst": 10_000}
+    return make_settings(database_url, data_dir, **{**wide, **overrides})
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
