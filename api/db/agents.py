@@ -48,6 +48,23 @@ _TOUCH_HEARTBEAT = (
     .returning(*_AGENT)
 )
 
+_CLAIMED = (
+    update(AgentRow.__table__)  # type: ignore[attr-defined]
+    .where(_AGENT.tenant == bindparam("p_tenant"), _AGENT.id == bindparam("p_id"))
+    .values(
+        status=bindparam("p_status"),
+        current_task_id=bindparam("p_task"),
+        last_heartbeat_at=bindparam("p_now"),
+    )
+    .returning(*_AGENT)
+)
+_RELEASED = (
+    update(AgentRow.__table__)  # type: ignore[attr-defined]
+    .where(_AGENT.tenant == bindparam("p_tenant"), _AGENT.id == bindparam("p_id"))
+    .values(status=bindparam("p_status"), current_task_id=None)
+    .returning(*_AGENT)
+)
+
 
 def agent_state_of(row: Any) -> AgentState:
     """An AgentState straight from a Core result row (its ``metadata`` column by name)."""
@@ -78,6 +95,38 @@ async def touch_heartbeat(
         "p_statuses": [s.value for s in statuses],
     }
     row = (await conn.execute(_TOUCH_HEARTBEAT, params)).first()
+    return None if row is None else agent_state_of(row)
+
+
+async def set_claimed(
+    session: AsyncSession,
+    *,
+    tenant: str,
+    id: str,
+    status: AgentStatus,
+    task_id: str | None,
+    now: datetime,
+) -> AgentState | None:
+    """An agent's claim: its status, the task it now holds (or none) and a heartbeat."""
+    conn = await session.connection()
+    params = {
+        "p_tenant": tenant,
+        "p_id": id,
+        "p_status": status.value,
+        "p_task": task_id,
+        "p_now": now,
+    }
+    row = (await conn.execute(_CLAIMED, params)).first()
+    return None if row is None else agent_state_of(row)
+
+
+async def set_released(
+    session: AsyncSession, *, tenant: str, id: str, status: AgentStatus
+) -> AgentState | None:
+    """The agent holds no task any more, with ``status``; its new state, or None."""
+    conn = await session.connection()
+    params = {"p_tenant": tenant, "p_id": id, "p_status": status.value}
+    row = (await conn.execute(_RELEASED, params)).first()
     return None if row is None else agent_state_of(row)
 
 

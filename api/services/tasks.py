@@ -8,7 +8,14 @@ from api.auth.principal import Principal
 from api.db import agents as agent_rows
 from api.db import tasks as task_rows
 from api.db.models import AgentRow, TaskRow
-from api.domain import AgentStatus, EventType, TaskState, TaskStatus, WorkflowStatus
+from api.domain import (
+    AgentState,
+    AgentStatus,
+    EventType,
+    TaskState,
+    TaskStatus,
+    WorkflowStatus,
+)
 from api.errors import Conflict, Forbidden
 from api.services import transitions, validation, workflows
 from api.services.unit import Tx, UnitOfWork
@@ -69,6 +76,11 @@ class TaskService:
 
     async def claim(self, principal: Principal, agent_id: str) -> TaskState | None:
         async def work(tx: Tx) -> TaskState | None:
+            claimed = await _claim_plain(tx, principal, agent_id)
+            if not isinstance(claimed, _Unusual):
+                return claimed
+            # No such agent, someone else's, already holding a task, or the next task is
+            # a workflow step: the ORM path raises the precise error or syncs the step.
             agent = await transitions.load_agent_for(tx, principal, agent_id)
             if agent.current_task_id is not None:
                 raise Conflict("agent already holds a task; complete or fail it first")
@@ -124,6 +136,9 @@ class TaskService:
         result = validation.json_value(result, field="result", object_only=False)
 
         async def work(tx: Tx) -> TaskState:
+            completed = await _complete_held(tx, principal, task_id, result)
+            if completed is not None:
+                return completed
             agent, task = await _lock_held_task(tx, principal, task_id)
             task.status = TaskStatus.SUCCEEDED.value
             task.result = result
@@ -206,6 +221,108 @@ async def _report_held(
         tx, EventType.TASK_PROGRESS, task, agent=agent, data={"progress": progress}
     )
     return task
+
+
+class _Unusual:
+    """``_claim_plain``'s answer when the claim is not the common case (None is a claim
+    that found no task)."""
+
+
+_UNUSUAL = _Unusual()
+
+
+async def _claim_plain(tx: Tx, principal: Principal, agent_id: str) -> TaskState | _Unusual | None:
+    """The common case of claimTask in Core statements: lock the agent, then lock and
+    start the next task outside any workflow (lock order: agent, then task).
+
+    Two agents racing for one task: on PostgreSQL the loser's SKIP LOCKED passes the
+    winner's locked row, on SQLite the single connection runs one transaction at a
+    time, and ``start`` writes only a task that is still PENDING. ``_UNUSUAL`` when
+    the case is not the common one; nothing was written then.
+    """
+    if not principal.acts_as(agent_id):
+        return _UNUSUAL
+    agent = await agent_rows.lock_agent_state(tx.session, tenant=tx.tenant, id=agent_id)
+    if agent is None or agent.current_task_id is not None:
+        return _UNUSUAL
+    found = await task_rows.lock_next_claimable(
+        tx.session, tenant=tx.tenant, capabilities=agent.capabilities
+    )
+    if found is None:
+        status = agent.status
+        if status in (AgentStatus.UNHEALTHY, AgentStatus.OFFLINE):
+            status = AgentStatus.ONLINE
+        touched = await agent_rows.set_claimed(
+            tx.session, tenant=tx.tenant, id=agent_id, status=status, task_id=None, now=tx.now
+        )
+        assert touched is not None  # locked above
+        _emit_status(tx, agent.status, touched)
+        return None
+    task_id, workflow_id = found
+    if workflow_id is not None:
+        return _UNUSUAL
+    task = await task_rows.start(
+        tx.session, tenant=tx.tenant, id=task_id, agent_id=agent_id, now=tx.now
+    )
+    if task is None:
+        return _UNUSUAL
+    busy = await agent_rows.set_claimed(
+        tx.session,
+        tenant=tx.tenant,
+        id=agent_id,
+        status=AgentStatus.BUSY,
+        task_id=task.id,
+        now=tx.now,
+    )
+    assert busy is not None  # locked above
+    _emit_status(tx, agent.status, busy, holding=task)
+    await transitions.emit_task_state(tx, EventType.TASK_STARTED, task, agent=busy)
+    return task
+
+
+async def _complete_held(
+    tx: Tx, principal: Principal, task_id: str, result: Any
+) -> TaskState | None:
+    """The common case of completeTask in Core statements: lock the holder, mark the task
+    SUCCEEDED while it is RUNNING, held by it and outside any workflow, release the agent.
+
+    None when the case is not the common one; nothing was written then.
+    """
+    peek = await task_rows.peek_holder(tx.session, tenant=tx.tenant, id=task_id)
+    if peek is None or peek[0] != TaskStatus.RUNNING or peek[1] is None:
+        return None
+    holder = peek[1]
+    if not principal.acts_as(holder):
+        return None
+    agent = await agent_rows.lock_agent_state(tx.session, tenant=tx.tenant, id=holder)
+    if agent is None or agent.current_task_id != task_id:
+        return None
+    task = await task_rows.succeed(
+        tx.session, tenant=tx.tenant, id=task_id, holder=holder, result=result, now=tx.now
+    )
+    if task is None:
+        return None
+    await transitions.emit_task_state(tx, EventType.TASK_SUCCEEDED, task, agent=agent)
+    status = AgentStatus.ONLINE if agent.status is AgentStatus.BUSY else agent.status
+    released = await agent_rows.set_released(tx.session, tenant=tx.tenant, id=holder, status=status)
+    assert released is not None  # locked above
+    _emit_status(tx, agent.status, released)
+    return task
+
+
+def _emit_status(
+    tx: Tx, previous: AgentStatus, agent: AgentState, *, holding: TaskState | None = None
+) -> None:
+    """AGENT_STATUS_CHANGED when ``agent`` left ``previous``, as ``set_agent_status`` emits
+    it; ``holding`` is the task the agent now holds, as it will commit."""
+    if agent.status is previous:
+        return
+    tx.emit(
+        EventType.AGENT_STATUS_CHANGED,
+        agent=agent,
+        data={"from": previous.value, "to": agent.status.value},
+        related=[holding] if holding is not None else [],
+    )
 
 
 async def _lock_held_task(

@@ -45,6 +45,7 @@ class _Pending:
     agent_id: str | None
     workflow_id: str | None
     data: dict[str, Any]
+    related_given: bool = False
 
 
 @dataclass
@@ -65,16 +66,24 @@ class Tx:
         agent: AgentState | None = None,
         workflow: WorkflowState | None = None,
         data: dict[str, Any] | None = None,
+        related: list[TaskState] | None = None,
     ) -> None:
-        """Record one change; its id is assigned at commit, in emit order."""
+        """Record one change; its id is assigned at commit, in emit order.
+
+        ``related``: the tasks the agent and workflow point at, as they will commit,
+        when the caller already has them (Core paths); otherwise they are read at commit.
+        """
         self._pending.append(
             _Pending(
                 type=type,
-                snapshots=Snapshots(task=task, agent=agent, workflow=workflow),
+                snapshots=Snapshots(
+                    task=task, agent=agent, workflow=workflow, related=related or []
+                ),
                 task_id=task.id if task else None,
                 agent_id=agent.id if agent else (task.agent_id if task else None),
                 workflow_id=workflow.id if workflow else (task.workflow_id if task else None),
                 data=data or {},
+                related_given=related is not None,
             )
         )
 
@@ -82,6 +91,8 @@ class Tx:
         """Give each event the tasks its agent and workflow point at (one query)."""
         wanted: dict[int, set[str]] = {}
         for i, p in enumerate(self._pending):
+            if p.related_given:
+                continue
             ids = set()
             if p.snapshots.agent and p.snapshots.agent.current_task_id:
                 ids.add(p.snapshots.agent.current_task_id)
