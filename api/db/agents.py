@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, bindparam, cast, func, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col, select
 
 from api.db.models import AgentRow
@@ -71,15 +71,14 @@ def agent_state_of(row: Any) -> AgentState:
     return AgentState.model_validate(dict(row._mapping))
 
 
-async def lock_agent_state(session: AsyncSession, *, tenant: str, id: str) -> AgentState | None:
+async def lock_agent_state(conn: AsyncConnection, *, tenant: str, id: str) -> AgentState | None:
     """An agent's state, row-locked for this transaction."""
-    conn = await session.connection()
     row = (await conn.execute(_LOCK_AGENT, {"p_tenant": tenant, "p_id": id})).first()
     return None if row is None else agent_state_of(row)
 
 
 async def touch_heartbeat(
-    session: AsyncSession,
+    conn: AsyncConnection,
     *,
     tenant: str,
     id: str,
@@ -87,7 +86,6 @@ async def touch_heartbeat(
     statuses: Sequence[AgentStatus],
 ) -> AgentState | None:
     """Record a heartbeat while the agent is in one of ``statuses``; its state, or None."""
-    conn = await session.connection()
     params = {
         "p_tenant": tenant,
         "p_id": id,
@@ -99,7 +97,7 @@ async def touch_heartbeat(
 
 
 async def set_claimed(
-    session: AsyncSession,
+    conn: AsyncConnection,
     *,
     tenant: str,
     id: str,
@@ -108,7 +106,6 @@ async def set_claimed(
     now: datetime,
 ) -> AgentState | None:
     """An agent's claim: its status, the task it now holds (or none) and a heartbeat."""
-    conn = await session.connection()
     params = {
         "p_tenant": tenant,
         "p_id": id,
@@ -121,10 +118,9 @@ async def set_claimed(
 
 
 async def set_released(
-    session: AsyncSession, *, tenant: str, id: str, status: AgentStatus
+    conn: AsyncConnection, *, tenant: str, id: str, status: AgentStatus
 ) -> AgentState | None:
     """The agent holds no task any more, with ``status``; its new state, or None."""
-    conn = await session.connection()
     params = {"p_tenant": tenant, "p_id": id, "p_status": status.value}
     row = (await conn.execute(_RELEASED, params)).first()
     return None if row is None else agent_state_of(row)

@@ -12,6 +12,7 @@ from api.domain import (
     AgentState,
     AgentStatus,
     EventType,
+    Role,
     TaskState,
     TaskStatus,
     WorkflowStatus,
@@ -44,16 +45,30 @@ class TaskService:
         input = validation.json_value(input, field="input", object_only=False)
 
         async def work(tx: Tx) -> TaskState:
-            row = transitions.insert_task(
-                tx,
+            task = TaskState(
+                id=transitions.new_id(),
+                tenant=tx.tenant,
                 title=title,
-                capability=capability,
+                status=TaskStatus.PENDING,
+                progress=0.0,
+                message=None,
                 priority=priority,
+                capability=capability,
                 input=input,
+                result=None,
+                error=None,
+                attempts=0,
                 max_attempts=max_attempts,
+                agent_id=None,
+                workflow_id=None,
+                created_at=tx.now,
+                updated_at=tx.now,
+                started_at=None,
+                finished_at=None,
             )
-            await transitions.emit_task(tx, EventType.TASK_CREATED, row)
-            return task_rows.task_state(row)
+            await task_rows.insert_task(await tx.connection(), task)
+            tx.emit(EventType.TASK_CREATED, task=task)
+            return task
 
         return await self._uow.run(principal.tenant, principal.subject, work)
 
@@ -197,17 +212,14 @@ async def _report_held(
 
     None when the case is not the common one; nothing was written then.
     """
-    peek = await task_rows.peek_holder(tx.session, tenant=tx.tenant, id=task_id)
-    if peek is None or peek[0] != TaskStatus.RUNNING or peek[1] is None:
+    holder = await _holder(tx, principal, task_id)
+    if holder is None:
         return None
-    holder = peek[1]
-    if not principal.acts_as(holder):
-        return None
-    agent = await agent_rows.lock_agent_state(tx.session, tenant=tx.tenant, id=holder)
+    agent = await agent_rows.lock_agent_state(await tx.connection(), tenant=tx.tenant, id=holder)
     if agent is None or agent.current_task_id != task_id:
         return None
     task = await task_rows.update_progress(
-        tx.session,
+        await tx.connection(),
         tenant=tx.tenant,
         id=task_id,
         holder=holder,
@@ -242,18 +254,23 @@ async def _claim_plain(tx: Tx, principal: Principal, agent_id: str) -> TaskState
     """
     if not principal.acts_as(agent_id):
         return _UNUSUAL
-    agent = await agent_rows.lock_agent_state(tx.session, tenant=tx.tenant, id=agent_id)
+    agent = await agent_rows.lock_agent_state(await tx.connection(), tenant=tx.tenant, id=agent_id)
     if agent is None or agent.current_task_id is not None:
         return _UNUSUAL
     found = await task_rows.lock_next_claimable(
-        tx.session, tenant=tx.tenant, capabilities=agent.capabilities
+        await tx.connection(), tenant=tx.tenant, capabilities=agent.capabilities
     )
     if found is None:
         status = agent.status
         if status in (AgentStatus.UNHEALTHY, AgentStatus.OFFLINE):
             status = AgentStatus.ONLINE
         touched = await agent_rows.set_claimed(
-            tx.session, tenant=tx.tenant, id=agent_id, status=status, task_id=None, now=tx.now
+            await tx.connection(),
+            tenant=tx.tenant,
+            id=agent_id,
+            status=status,
+            task_id=None,
+            now=tx.now,
         )
         assert touched is not None  # locked above
         _emit_status(tx, agent.status, touched)
@@ -262,12 +279,12 @@ async def _claim_plain(tx: Tx, principal: Principal, agent_id: str) -> TaskState
     if workflow_id is not None:
         return _UNUSUAL
     task = await task_rows.start(
-        tx.session, tenant=tx.tenant, id=task_id, agent_id=agent_id, now=tx.now
+        await tx.connection(), tenant=tx.tenant, id=task_id, agent_id=agent_id, now=tx.now
     )
     if task is None:
         return _UNUSUAL
     busy = await agent_rows.set_claimed(
-        tx.session,
+        await tx.connection(),
         tenant=tx.tenant,
         id=agent_id,
         status=AgentStatus.BUSY,
@@ -288,23 +305,27 @@ async def _complete_held(
 
     None when the case is not the common one; nothing was written then.
     """
-    peek = await task_rows.peek_holder(tx.session, tenant=tx.tenant, id=task_id)
-    if peek is None or peek[0] != TaskStatus.RUNNING or peek[1] is None:
+    holder = await _holder(tx, principal, task_id)
+    if holder is None:
         return None
-    holder = peek[1]
-    if not principal.acts_as(holder):
-        return None
-    agent = await agent_rows.lock_agent_state(tx.session, tenant=tx.tenant, id=holder)
+    agent = await agent_rows.lock_agent_state(await tx.connection(), tenant=tx.tenant, id=holder)
     if agent is None or agent.current_task_id != task_id:
         return None
     task = await task_rows.succeed(
-        tx.session, tenant=tx.tenant, id=task_id, holder=holder, result=result, now=tx.now
+        await tx.connection(),
+        tenant=tx.tenant,
+        id=task_id,
+        holder=holder,
+        result=result,
+        now=tx.now,
     )
     if task is None:
         return None
     await transitions.emit_task_state(tx, EventType.TASK_SUCCEEDED, task, agent=agent)
     status = AgentStatus.ONLINE if agent.status is AgentStatus.BUSY else agent.status
-    released = await agent_rows.set_released(tx.session, tenant=tx.tenant, id=holder, status=status)
+    released = await agent_rows.set_released(
+        await tx.connection(), tenant=tx.tenant, id=holder, status=status
+    )
     assert released is not None  # locked above
     _emit_status(tx, agent.status, released)
     return task
@@ -323,6 +344,22 @@ def _emit_status(
         data={"from": previous.value, "to": agent.status.value},
         related=[holding] if holding is not None else [],
     )
+
+
+async def _holder(tx: Tx, principal: Principal, task_id: str) -> str | None:
+    """The agent to lock first for a change to a task its holder makes (lock order: agent,
+    then task); None when the caller cannot be it.
+
+    An agent's token acts only as its own agent, so that is the only holder it can
+    change the task for: no read needed (the task's UPDATE checks the holder). An
+    admin acts for any agent: the holder is read, unlocked, from the task.
+    """
+    if not principal.is_admin:
+        return principal.agent_id if Role.AGENT in principal.roles else None
+    peek = await task_rows.peek_holder(await tx.connection(), tenant=tx.tenant, id=task_id)
+    if peek is None or peek[0] != TaskStatus.RUNNING:
+        return None
+    return peek[1]
 
 
 async def _lock_held_task(

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from api.clock import utcnow
 from api.db import events as event_store
@@ -57,6 +57,14 @@ class Tx:
     actor: str
     now: datetime
     _pending: list[_Pending] = field(default_factory=list)
+    _connection: AsyncConnection | None = None
+
+    async def connection(self) -> AsyncConnection:
+        """The transaction's connection, for Core statements; asked of the session once,
+        as each ask costs a greenlet hop."""
+        if self._connection is None:
+            self._connection = await self.session.connection()
+        return self._connection
 
     def emit(
         self,
@@ -118,7 +126,7 @@ class Tx:
             return []
         await self._attach_related()
         last = await event_store.allocate_ids(
-            self.session, tenant=self.tenant, count=len(self._pending)
+            self.session, await self.connection(), tenant=self.tenant, count=len(self._pending)
         )
         first = last - len(self._pending) + 1
         records = [
@@ -136,7 +144,7 @@ class Tx:
             )
             for i, p in enumerate(self._pending)
         ]
-        await event_store.insert_events(self.session, records)
+        await event_store.insert_events(await self.connection(), records)
         return records
 
 
