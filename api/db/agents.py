@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, bindparam, cast, func, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col, select
 
 from api.db.models import AgentRow
@@ -48,21 +48,37 @@ _TOUCH_HEARTBEAT = (
     .returning(*_AGENT)
 )
 
+_CLAIMED = (
+    update(AgentRow.__table__)  # type: ignore[attr-defined]
+    .where(_AGENT.tenant == bindparam("p_tenant"), _AGENT.id == bindparam("p_id"))
+    .values(
+        status=bindparam("p_status"),
+        current_task_id=bindparam("p_task"),
+        last_heartbeat_at=bindparam("p_now"),
+    )
+    .returning(*_AGENT)
+)
+_RELEASED = (
+    update(AgentRow.__table__)  # type: ignore[attr-defined]
+    .where(_AGENT.tenant == bindparam("p_tenant"), _AGENT.id == bindparam("p_id"))
+    .values(status=bindparam("p_status"), current_task_id=None)
+    .returning(*_AGENT)
+)
+
 
 def agent_state_of(row: Any) -> AgentState:
     """An AgentState straight from a Core result row (its ``metadata`` column by name)."""
     return AgentState.model_validate(dict(row._mapping))
 
 
-async def lock_agent_state(session: AsyncSession, *, tenant: str, id: str) -> AgentState | None:
+async def lock_agent_state(conn: AsyncConnection, *, tenant: str, id: str) -> AgentState | None:
     """An agent's state, row-locked for this transaction."""
-    conn = await session.connection()
     row = (await conn.execute(_LOCK_AGENT, {"p_tenant": tenant, "p_id": id})).first()
     return None if row is None else agent_state_of(row)
 
 
 async def touch_heartbeat(
-    session: AsyncSession,
+    conn: AsyncConnection,
     *,
     tenant: str,
     id: str,
@@ -70,7 +86,6 @@ async def touch_heartbeat(
     statuses: Sequence[AgentStatus],
 ) -> AgentState | None:
     """Record a heartbeat while the agent is in one of ``statuses``; its state, or None."""
-    conn = await session.connection()
     params = {
         "p_tenant": tenant,
         "p_id": id,
@@ -78,6 +93,36 @@ async def touch_heartbeat(
         "p_statuses": [s.value for s in statuses],
     }
     row = (await conn.execute(_TOUCH_HEARTBEAT, params)).first()
+    return None if row is None else agent_state_of(row)
+
+
+async def set_claimed(
+    conn: AsyncConnection,
+    *,
+    tenant: str,
+    id: str,
+    status: AgentStatus,
+    task_id: str | None,
+    now: datetime,
+) -> AgentState | None:
+    """An agent's claim: its status, the task it now holds (or none) and a heartbeat."""
+    params = {
+        "p_tenant": tenant,
+        "p_id": id,
+        "p_status": status.value,
+        "p_task": task_id,
+        "p_now": now,
+    }
+    row = (await conn.execute(_CLAIMED, params)).first()
+    return None if row is None else agent_state_of(row)
+
+
+async def set_released(
+    conn: AsyncConnection, *, tenant: str, id: str, status: AgentStatus
+) -> AgentState | None:
+    """The agent holds no task any more, with ``status``; its new state, or None."""
+    params = {"p_tenant": tenant, "p_id": id, "p_status": status.value}
+    row = (await conn.execute(_RELEASED, params)).first()
     return None if row is None else agent_state_of(row)
 
 

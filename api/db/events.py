@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, bindparam, func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col, select
 
 from api.db.models import EventRow, TenantCounter
@@ -61,14 +61,15 @@ _ALLOCATE = (
 _INSERT_EVENTS = insert(EventRow.__table__)  # type: ignore[attr-defined]
 
 
-async def allocate_ids(session: AsyncSession, *, tenant: str, count: int) -> int:
+async def allocate_ids(
+    session: AsyncSession, conn: AsyncConnection, *, tenant: str, count: int
+) -> int:
     """Reserve ``count`` consecutive ids for a tenant; returns the last.
 
     The UPDATE row-locks the tenant's counter until commit, so ids are handed
     out in commit order and a reader never sees id n+1 before id n.
     """
     await session.flush()  # the ORM's pending changes go first, as autoflush did
-    conn = await session.connection()
     params = {"p_tenant": tenant, "p_count": count}
     last = (await conn.execute(_ALLOCATE, params)).scalar_one_or_none()
     if last is None:
@@ -83,9 +84,8 @@ async def allocate_ids(session: AsyncSession, *, tenant: str, count: int) -> int
     return int(last)
 
 
-async def insert_events(session: AsyncSession, records: Sequence[EventRecord]) -> None:
+async def insert_events(conn: AsyncConnection, records: Sequence[EventRecord]) -> None:
     """One Core INSERT for the transaction's events (no ORM objects: nothing reads them back)."""
-    conn = await session.connection()
     await conn.execute(
         _INSERT_EVENTS,
         [

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import JSON, bindparam, func, insert, or_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col, select
 
 from api.db.models import TaskRow
@@ -43,6 +43,7 @@ _TASK = TaskRow.__table__.c  # type: ignore[attr-defined]
 
 # The hot path's statements, built once: constructing a statement costs more than
 # running it on SQLite. Run on the session's connection (Core), not through the ORM.
+_INSERT = insert(TaskRow.__table__)  # type: ignore[attr-defined]
 _PEEK_HOLDER = select(_TASK.status, _TASK.agent_id).where(
     _TASK.tenant == bindparam("p_tenant"), _TASK.id == bindparam("p_id")
 )
@@ -63,22 +64,82 @@ _UPDATE_PROGRESS = (
 )
 
 
+_NEXT_CLAIMABLE = (
+    select(_TASK.id, _TASK.workflow_id)
+    .where(
+        _TASK.tenant == bindparam("p_tenant"),
+        _TASK.status == TaskStatus.PENDING.value,
+        or_(
+            _TASK.capability.is_(None),
+            _TASK.capability.in_(bindparam("p_capabilities", expanding=True)),
+        ),
+    )
+    .order_by(_TASK.priority.desc(), _TASK.created_at, _TASK.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_START = (
+    update(TaskRow.__table__)  # type: ignore[attr-defined]
+    .where(
+        _TASK.tenant == bindparam("p_tenant"),
+        _TASK.id == bindparam("p_id"),
+        _TASK.status == TaskStatus.PENDING.value,
+    )
+    .values(
+        status=TaskStatus.RUNNING.value,
+        agent_id=bindparam("p_agent"),
+        attempts=_TASK.attempts + 1,
+        progress=0.0,
+        message=None,
+        started_at=bindparam("p_now"),
+        updated_at=bindparam("p_now"),
+    )
+    .returning(*_TASK)
+)
+_SUCCEED = (
+    update(TaskRow.__table__)  # type: ignore[attr-defined]
+    .where(
+        _TASK.tenant == bindparam("p_tenant"),
+        _TASK.id == bindparam("p_id"),
+        _TASK.status == TaskStatus.RUNNING.value,
+        _TASK.agent_id == bindparam("p_holder"),
+        _TASK.workflow_id.is_(None),
+    )
+    .values(
+        status=TaskStatus.SUCCEEDED.value,
+        # A None result leaves SQL NULL, as the ORM writes nothing for an unchanged None.
+        result=bindparam("p_result", type_=JSON(none_as_null=True)),
+        progress=1.0,
+        finished_at=bindparam("p_now"),
+        updated_at=bindparam("p_now"),
+    )
+    .returning(*_TASK)
+)
+
+
 def task_state_of(row: Any) -> TaskState:
     """A TaskState straight from a Core result row (no ORM object in between)."""
     return TaskState.model_validate(dict(row._mapping))
 
 
+async def insert_task(conn: AsyncConnection, task: TaskState) -> None:
+    """Insert a task outside any workflow, from its state (no ORM object to build and flush)."""
+    row = task.model_dump()
+    row["status"] = task.status.value
+    row["step_index"] = None
+    await conn.execute(_INSERT, row)
+
+
 async def peek_holder(
-    session: AsyncSession, *, tenant: str, id: str
+    conn: AsyncConnection, *, tenant: str, id: str
 ) -> tuple[str, str | None] | None:
     """(status, agent_id) of a task, unlocked; None when there is no such task."""
-    conn = await session.connection()
     row = (await conn.execute(_PEEK_HOLDER, {"p_tenant": tenant, "p_id": id})).first()
     return None if row is None else (row[0], row[1])
 
 
 async def update_progress(
-    session: AsyncSession,
+    conn: AsyncConnection,
     *,
     tenant: str,
     id: str,
@@ -88,7 +149,6 @@ async def update_progress(
     now: datetime,
 ) -> TaskState | None:
     """Set a RUNNING task's progress, only while ``holder`` holds it; its new state, or None."""
-    conn = await session.connection()
     params = {
         "p_tenant": tenant,
         "p_id": id,
@@ -98,6 +158,34 @@ async def update_progress(
         "p_now": now,
     }
     row = (await conn.execute(_UPDATE_PROGRESS, params)).first()
+    return None if row is None else task_state_of(row)
+
+
+async def lock_next_claimable(
+    conn: AsyncConnection, *, tenant: str, capabilities: Sequence[str]
+) -> tuple[str, str | None] | None:
+    """(id, workflow_id) of the task ``next_claimable`` would lock, locked the same way."""
+    params = {"p_tenant": tenant, "p_capabilities": list(capabilities)}
+    row = (await conn.execute(_NEXT_CLAIMABLE, params)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def start(
+    conn: AsyncConnection, *, tenant: str, id: str, agent_id: str, now: datetime
+) -> TaskState | None:
+    """Start a new attempt of a PENDING task held by ``agent_id``; its new state, or None."""
+    params = {"p_tenant": tenant, "p_id": id, "p_agent": agent_id, "p_now": now}
+    row = (await conn.execute(_START, params)).first()
+    return None if row is None else task_state_of(row)
+
+
+async def succeed(
+    conn: AsyncConnection, *, tenant: str, id: str, holder: str, result: Any, now: datetime
+) -> TaskState | None:
+    """Mark a RUNNING task outside any workflow SUCCEEDED, only while ``holder`` holds it;
+    its new state, or None (nothing written)."""
+    params = {"p_tenant": tenant, "p_id": id, "p_holder": holder, "p_result": result, "p_now": now}
+    row = (await conn.execute(_SUCCEED, params)).first()
     return None if row is None else task_state_of(row)
 
 

@@ -8,7 +8,15 @@ from api.auth.principal import Principal
 from api.db import agents as agent_rows
 from api.db import tasks as task_rows
 from api.db.models import AgentRow, TaskRow
-from api.domain import AgentStatus, EventType, TaskState, TaskStatus, WorkflowStatus
+from api.domain import (
+    AgentState,
+    AgentStatus,
+    EventType,
+    Role,
+    TaskState,
+    TaskStatus,
+    WorkflowStatus,
+)
 from api.errors import Conflict, Forbidden
 from api.services import transitions, validation, workflows
 from api.services.unit import Tx, UnitOfWork
@@ -37,16 +45,30 @@ class TaskService:
         input = validation.json_value(input, field="input", object_only=False)
 
         async def work(tx: Tx) -> TaskState:
-            row = transitions.insert_task(
-                tx,
+            task = TaskState(
+                id=transitions.new_id(),
+                tenant=tx.tenant,
                 title=title,
-                capability=capability,
+                status=TaskStatus.PENDING,
+                progress=0.0,
+                message=None,
                 priority=priority,
+                capability=capability,
                 input=input,
+                result=None,
+                error=None,
+                attempts=0,
                 max_attempts=max_attempts,
+                agent_id=None,
+                workflow_id=None,
+                created_at=tx.now,
+                updated_at=tx.now,
+                started_at=None,
+                finished_at=None,
             )
-            await transitions.emit_task(tx, EventType.TASK_CREATED, row)
-            return task_rows.task_state(row)
+            await task_rows.insert_task(await tx.connection(), task)
+            tx.emit(EventType.TASK_CREATED, task=task)
+            return task
 
         return await self._uow.run(principal.tenant, principal.subject, work)
 
@@ -69,6 +91,11 @@ class TaskService:
 
     async def claim(self, principal: Principal, agent_id: str) -> TaskState | None:
         async def work(tx: Tx) -> TaskState | None:
+            claimed = await _claim_plain(tx, principal, agent_id)
+            if not isinstance(claimed, _Unusual):
+                return claimed
+            # No such agent, someone else's, already holding a task, or the next task is
+            # a workflow step: the ORM path raises the precise error or syncs the step.
             agent = await transitions.load_agent_for(tx, principal, agent_id)
             if agent.current_task_id is not None:
                 raise Conflict("agent already holds a task; complete or fail it first")
@@ -124,6 +151,9 @@ class TaskService:
         result = validation.json_value(result, field="result", object_only=False)
 
         async def work(tx: Tx) -> TaskState:
+            completed = await _complete_held(tx, principal, task_id, result)
+            if completed is not None:
+                return completed
             agent, task = await _lock_held_task(tx, principal, task_id)
             task.status = TaskStatus.SUCCEEDED.value
             task.result = result
@@ -182,17 +212,14 @@ async def _report_held(
 
     None when the case is not the common one; nothing was written then.
     """
-    peek = await task_rows.peek_holder(tx.session, tenant=tx.tenant, id=task_id)
-    if peek is None or peek[0] != TaskStatus.RUNNING or peek[1] is None:
+    holder = await _holder(tx, principal, task_id)
+    if holder is None:
         return None
-    holder = peek[1]
-    if not principal.acts_as(holder):
-        return None
-    agent = await agent_rows.lock_agent_state(tx.session, tenant=tx.tenant, id=holder)
+    agent = await agent_rows.lock_agent_state(await tx.connection(), tenant=tx.tenant, id=holder)
     if agent is None or agent.current_task_id != task_id:
         return None
     task = await task_rows.update_progress(
-        tx.session,
+        await tx.connection(),
         tenant=tx.tenant,
         id=task_id,
         holder=holder,
@@ -206,6 +233,133 @@ async def _report_held(
         tx, EventType.TASK_PROGRESS, task, agent=agent, data={"progress": progress}
     )
     return task
+
+
+class _Unusual:
+    """``_claim_plain``'s answer when the claim is not the common case (None is a claim
+    that found no task)."""
+
+
+_UNUSUAL = _Unusual()
+
+
+async def _claim_plain(tx: Tx, principal: Principal, agent_id: str) -> TaskState | _Unusual | None:
+    """The common case of claimTask in Core statements: lock the agent, then lock and
+    start the next task outside any workflow (lock order: agent, then task).
+
+    Two agents racing for one task: on PostgreSQL the loser's SKIP LOCKED passes the
+    winner's locked row, on SQLite the single connection runs one transaction at a
+    time, and ``start`` writes only a task that is still PENDING. ``_UNUSUAL`` when
+    the case is not the common one; nothing was written then.
+    """
+    if not principal.acts_as(agent_id):
+        return _UNUSUAL
+    agent = await agent_rows.lock_agent_state(await tx.connection(), tenant=tx.tenant, id=agent_id)
+    if agent is None or agent.current_task_id is not None:
+        return _UNUSUAL
+    found = await task_rows.lock_next_claimable(
+        await tx.connection(), tenant=tx.tenant, capabilities=agent.capabilities
+    )
+    if found is None:
+        status = agent.status
+        if status in (AgentStatus.UNHEALTHY, AgentStatus.OFFLINE):
+            status = AgentStatus.ONLINE
+        touched = await agent_rows.set_claimed(
+            await tx.connection(),
+            tenant=tx.tenant,
+            id=agent_id,
+            status=status,
+            task_id=None,
+            now=tx.now,
+        )
+        assert touched is not None  # locked above
+        _emit_status(tx, agent.status, touched)
+        return None
+    task_id, workflow_id = found
+    if workflow_id is not None:
+        return _UNUSUAL
+    task = await task_rows.start(
+        await tx.connection(), tenant=tx.tenant, id=task_id, agent_id=agent_id, now=tx.now
+    )
+    if task is None:
+        return _UNUSUAL
+    busy = await agent_rows.set_claimed(
+        await tx.connection(),
+        tenant=tx.tenant,
+        id=agent_id,
+        status=AgentStatus.BUSY,
+        task_id=task.id,
+        now=tx.now,
+    )
+    assert busy is not None  # locked above
+    _emit_status(tx, agent.status, busy, holding=task)
+    await transitions.emit_task_state(tx, EventType.TASK_STARTED, task, agent=busy)
+    return task
+
+
+async def _complete_held(
+    tx: Tx, principal: Principal, task_id: str, result: Any
+) -> TaskState | None:
+    """The common case of completeTask in Core statements: lock the holder, mark the task
+    SUCCEEDED while it is RUNNING, held by it and outside any workflow, release the agent.
+
+    None when the case is not the common one; nothing was written then.
+    """
+    holder = await _holder(tx, principal, task_id)
+    if holder is None:
+        return None
+    agent = await agent_rows.lock_agent_state(await tx.connection(), tenant=tx.tenant, id=holder)
+    if agent is None or agent.current_task_id != task_id:
+        return None
+    task = await task_rows.succeed(
+        await tx.connection(),
+        tenant=tx.tenant,
+        id=task_id,
+        holder=holder,
+        result=result,
+        now=tx.now,
+    )
+    if task is None:
+        return None
+    await transitions.emit_task_state(tx, EventType.TASK_SUCCEEDED, task, agent=agent)
+    status = AgentStatus.ONLINE if agent.status is AgentStatus.BUSY else agent.status
+    released = await agent_rows.set_released(
+        await tx.connection(), tenant=tx.tenant, id=holder, status=status
+    )
+    assert released is not None  # locked above
+    _emit_status(tx, agent.status, released)
+    return task
+
+
+def _emit_status(
+    tx: Tx, previous: AgentStatus, agent: AgentState, *, holding: TaskState | None = None
+) -> None:
+    """AGENT_STATUS_CHANGED when ``agent`` left ``previous``, as ``set_agent_status`` emits
+    it; ``holding`` is the task the agent now holds, as it will commit."""
+    if agent.status is previous:
+        return
+    tx.emit(
+        EventType.AGENT_STATUS_CHANGED,
+        agent=agent,
+        data={"from": previous.value, "to": agent.status.value},
+        related=[holding] if holding is not None else [],
+    )
+
+
+async def _holder(tx: Tx, principal: Principal, task_id: str) -> str | None:
+    """The agent to lock first for a change to a task its holder makes (lock order: agent,
+    then task); None when the caller cannot be it.
+
+    An agent's token acts only as its own agent, so that is the only holder it can
+    change the task for: no read needed (the task's UPDATE checks the holder). An
+    admin acts for any agent: the holder is read, unlocked, from the task.
+    """
+    if not principal.is_admin:
+        return principal.agent_id if Role.AGENT in principal.roles else None
+    peek = await task_rows.peek_holder(await tx.connection(), tenant=tx.tenant, id=task_id)
+    if peek is None or peek[0] != TaskStatus.RUNNING:
+        return None
+    return peek[1]
 
 
 async def _lock_held_task(

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from api.clock import utcnow
 from api.db import events as event_store
@@ -45,6 +45,7 @@ class _Pending:
     agent_id: str | None
     workflow_id: str | None
     data: dict[str, Any]
+    related_given: bool = False
 
 
 @dataclass
@@ -56,6 +57,14 @@ class Tx:
     actor: str
     now: datetime
     _pending: list[_Pending] = field(default_factory=list)
+    _connection: AsyncConnection | None = None
+
+    async def connection(self) -> AsyncConnection:
+        """The transaction's connection, for Core statements; asked of the session once,
+        as each ask costs a greenlet hop."""
+        if self._connection is None:
+            self._connection = await self.session.connection()
+        return self._connection
 
     def emit(
         self,
@@ -65,16 +74,24 @@ class Tx:
         agent: AgentState | None = None,
         workflow: WorkflowState | None = None,
         data: dict[str, Any] | None = None,
+        related: list[TaskState] | None = None,
     ) -> None:
-        """Record one change; its id is assigned at commit, in emit order."""
+        """Record one change; its id is assigned at commit, in emit order.
+
+        ``related``: the tasks the agent and workflow point at, as they will commit,
+        when the caller already has them (Core paths); otherwise they are read at commit.
+        """
         self._pending.append(
             _Pending(
                 type=type,
-                snapshots=Snapshots(task=task, agent=agent, workflow=workflow),
+                snapshots=Snapshots(
+                    task=task, agent=agent, workflow=workflow, related=related or []
+                ),
                 task_id=task.id if task else None,
                 agent_id=agent.id if agent else (task.agent_id if task else None),
                 workflow_id=workflow.id if workflow else (task.workflow_id if task else None),
                 data=data or {},
+                related_given=related is not None,
             )
         )
 
@@ -82,6 +99,8 @@ class Tx:
         """Give each event the tasks its agent and workflow point at (one query)."""
         wanted: dict[int, set[str]] = {}
         for i, p in enumerate(self._pending):
+            if p.related_given:
+                continue
             ids = set()
             if p.snapshots.agent and p.snapshots.agent.current_task_id:
                 ids.add(p.snapshots.agent.current_task_id)
@@ -107,7 +126,7 @@ class Tx:
             return []
         await self._attach_related()
         last = await event_store.allocate_ids(
-            self.session, tenant=self.tenant, count=len(self._pending)
+            self.session, await self.connection(), tenant=self.tenant, count=len(self._pending)
         )
         first = last - len(self._pending) + 1
         records = [
@@ -125,7 +144,7 @@ class Tx:
             )
             for i, p in enumerate(self._pending)
         ]
-        await event_store.insert_events(self.session, records)
+        await event_store.insert_events(await self.connection(), records)
         return records
 
 

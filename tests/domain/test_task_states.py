@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from api.domain import AgentStatus, EventType, TaskState, TaskStatus
 from api.errors import Conflict
 from api.metrics import Metrics
 from api.runtime import Runtime
-from tests.domain.helpers import as_agent, events, everything, register
+from tests.domain.helpers import as_agent, events, everything, register, set_heartbeat
 
 
 async def create(runtime: Runtime, operator: Principal, **overrides: Any) -> TaskState:
@@ -84,6 +85,114 @@ async def test_claim_progress_complete_walks_pending_running_succeeded(
         EventType.TASK_PROGRESS,
         EventType.TASK_SUCCEEDED,
     ]
+
+
+async def test_claim_and_complete_events_carry_the_states_they_commit(
+    runtime: Runtime, operator: Principal
+) -> None:
+    """Each event's payload, exactly: the agent's status change (with the task it now
+    holds attached) before TASK_STARTED, and TASK_SUCCEEDED before the agent's release."""
+    agent = await register(runtime, operator)
+    me = as_agent(agent)
+    task = await create(runtime, operator)
+    start = len(await events(runtime, operator.tenant))
+
+    running = await runtime.tasks.claim(me, agent.id)
+    assert running is not None
+    busy = (await runtime.reads.agents_by_id(operator.tenant, [agent.id]))[agent.id]
+    done = await runtime.tasks.complete(me, task.id, {"answer": [4, 2.0], "z": None, "a": "x"})
+    online = (await runtime.reads.agents_by_id(operator.tenant, [agent.id]))[agent.id]
+
+    assert (busy.status, busy.current_task_id) == (AgentStatus.BUSY, task.id)
+    assert (online.status, online.current_task_id) == (AgentStatus.ONLINE, None)
+    assert done.result == {"answer": [4, 2.0], "z": None, "a": "x"}
+    assert list(done.result) == ["answer", "z", "a"]
+    log = (await events(runtime, operator.tenant))[start:]
+    claimed_at, completed_at = log[0].occurred_at, log[2].occurred_at
+    assert busy.last_heartbeat_at == claimed_at == running.started_at == running.updated_at
+    assert done.finished_at == done.updated_at == completed_at
+    got = [
+        (e.type, e.task_id, e.agent_id, e.workflow_id, e.data, e.snapshots.model_dump())
+        for e in log
+    ]
+    assert got == [
+        (
+            EventType.AGENT_STATUS_CHANGED,
+            None,
+            agent.id,
+            None,
+            {"from": "ONLINE", "to": "BUSY"},
+            {
+                "task": None,
+                "agent": busy.model_dump(),
+                "workflow": None,
+                "related": [running.model_dump()],
+            },
+        ),
+        (
+            EventType.TASK_STARTED,
+            task.id,
+            agent.id,
+            None,
+            {},
+            {
+                "task": running.model_dump(),
+                "agent": busy.model_dump(),
+                "workflow": None,
+                "related": [],
+            },
+        ),
+        (
+            EventType.TASK_SUCCEEDED,
+            task.id,
+            agent.id,
+            None,
+            {},
+            {
+                "task": done.model_dump(),
+                "agent": busy.model_dump(),
+                "workflow": None,
+                "related": [],
+            },
+        ),
+        (
+            EventType.AGENT_STATUS_CHANGED,
+            None,
+            agent.id,
+            None,
+            {"from": "BUSY", "to": "ONLINE"},
+            {"task": None, "agent": online.model_dump(), "workflow": None, "related": []},
+        ),
+    ]
+    assert [e.id for e in log] == list(range(log[0].id, log[0].id + 4))
+
+
+async def test_an_unhealthy_agent_that_claims_is_busy_and_one_with_nothing_to_do_is_online(
+    runtime: Runtime, operator: Principal
+) -> None:
+    idle = await register(runtime, operator, "idle")
+    worker = await register(runtime, operator, "worker", capabilities=["gpu"])
+    task = await create(runtime, operator, capability="gpu")
+    for agent in (idle, worker):
+        await set_heartbeat(runtime, agent.id, timedelta(seconds=60))  # timeout: 30 s
+    await runtime.agents.sweep()
+    start = len(await events(runtime, operator.tenant))
+
+    assert await runtime.tasks.claim(as_agent(idle), idle.id) is None
+    running = await runtime.tasks.claim(as_agent(worker), worker.id)
+
+    assert running is not None and running.id == task.id
+    log = (await events(runtime, operator.tenant))[start:]
+    assert [(e.type, e.agent_id, e.data) for e in log] == [
+        (EventType.AGENT_STATUS_CHANGED, idle.id, {"from": "UNHEALTHY", "to": "ONLINE"}),
+        (EventType.AGENT_STATUS_CHANGED, worker.id, {"from": "UNHEALTHY", "to": "BUSY"}),
+        (EventType.TASK_STARTED, worker.id, {}),
+    ]
+    states = await runtime.reads.agents_by_id(operator.tenant, [idle.id, worker.id])
+    assert log[0].snapshots.agent == states[idle.id]
+    assert states[idle.id].last_heartbeat_at == log[0].occurred_at
+    assert log[1].snapshots.related == [running]
+    assert log[1].snapshots.agent == log[2].snapshots.agent == states[worker.id]
 
 
 async def test_fail_with_retry_and_attempts_left_requeues(

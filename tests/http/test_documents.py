@@ -4,6 +4,11 @@ the server has seen before is neither parsed nor validated again, whatever its v
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from graphql.language.parser import Parser
 
 from resolvers.schema import STATS
 from tests.http.helpers import Api
@@ -24,6 +29,40 @@ async def test_a_repeated_document_is_neither_parsed_nor_validated_again(api: Ap
     for _ in range(3):
         assert await api.ok(document) == first
     assert _counts() == (parsed, validated)
+
+
+@pytest.fixture
+def real_parses(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """Every document graphql-core parses in this process (the server runs in it), by any
+    caller: the transport's operation check as well as execution."""
+    count = 0
+    parse_document = Parser.parse_document
+
+    def counted(self: Parser, *args: Any, **kwargs: Any) -> Any:
+        nonlocal count
+        count += 1
+        return parse_document(self, *args, **kwargs)
+
+    monkeypatch.setattr(Parser, "parse_document", counted)
+    return lambda: count
+
+
+async def test_a_request_parses_its_document_once_and_a_repeat_not_at_all(
+    api: Api, real_parses: Callable[[], int]
+) -> None:
+    """The transport's check of which operation a request selects shares the cache."""
+    query = f"query Once{uuid.uuid4().hex} {{ me {{ subject }} }}"
+    mutation = (
+        f"mutation Once{uuid.uuid4().hex}($title: String!) "
+        "{ createTask(input: {title: $title}) { id } }"
+    )
+    for document, variables in ((query, None), (mutation, {"title": "t"})):
+        before = real_parses()
+        await api.ok(document, variables)
+        assert real_parses() == before + 1
+        for _ in range(3):
+            await api.ok(document, variables)
+        assert real_parses() == before + 1
 
 
 async def test_new_variables_reuse_the_cached_document(api: Api) -> None:
