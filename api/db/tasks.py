@@ -47,14 +47,16 @@ _INSERT = insert(TaskRow.__table__)  # type: ignore[attr-defined]
 _PEEK_HOLDER = select(_TASK.status, _TASK.agent_id).where(
     _TASK.tenant == bindparam("p_tenant"), _TASK.id == bindparam("p_id")
 )
+# A RUNNING task still held by the agent ``p_holder``: the guard of every change its holder makes.
+_HELD = (
+    _TASK.tenant == bindparam("p_tenant"),
+    _TASK.id == bindparam("p_id"),
+    _TASK.status == TaskStatus.RUNNING.value,
+    _TASK.agent_id == bindparam("p_holder"),
+)
 _UPDATE_PROGRESS = (
     update(TaskRow.__table__)  # type: ignore[attr-defined]
-    .where(
-        _TASK.tenant == bindparam("p_tenant"),
-        _TASK.id == bindparam("p_id"),
-        _TASK.status == TaskStatus.RUNNING.value,
-        _TASK.agent_id == bindparam("p_holder"),
-    )
+    .where(*_HELD)
     .values(
         progress=bindparam("p_progress"),
         message=bindparam("p_message"),
@@ -98,13 +100,7 @@ _START = (
 )
 _SUCCEED = (
     update(TaskRow.__table__)  # type: ignore[attr-defined]
-    .where(
-        _TASK.tenant == bindparam("p_tenant"),
-        _TASK.id == bindparam("p_id"),
-        _TASK.status == TaskStatus.RUNNING.value,
-        _TASK.agent_id == bindparam("p_holder"),
-        _TASK.workflow_id.is_(None),
-    )
+    .where(*_HELD, _TASK.workflow_id.is_(None))
     .values(
         status=TaskStatus.SUCCEEDED.value,
         # A None result leaves SQL NULL, as the ORM writes nothing for an unchanged None.

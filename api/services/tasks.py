@@ -212,17 +212,14 @@ async def _report_held(
 
     None when the case is not the common one; nothing was written then.
     """
-    holder = await _holder(tx, principal, task_id)
-    if holder is None:
-        return None
-    agent = await agent_rows.lock_agent_state(await tx.connection(), tenant=tx.tenant, id=holder)
-    if agent is None or agent.current_task_id != task_id:
+    agent = await _lock_holder(tx, principal, task_id)
+    if agent is None:
         return None
     task = await task_rows.update_progress(
         await tx.connection(),
         tenant=tx.tenant,
         id=task_id,
-        holder=holder,
+        holder=agent.id,
         progress=progress,
         message=message,
         now=tx.now,
@@ -305,17 +302,14 @@ async def _complete_held(
 
     None when the case is not the common one; nothing was written then.
     """
-    holder = await _holder(tx, principal, task_id)
-    if holder is None:
-        return None
-    agent = await agent_rows.lock_agent_state(await tx.connection(), tenant=tx.tenant, id=holder)
-    if agent is None or agent.current_task_id != task_id:
+    agent = await _lock_holder(tx, principal, task_id)
+    if agent is None:
         return None
     task = await task_rows.succeed(
         await tx.connection(),
         tenant=tx.tenant,
         id=task_id,
-        holder=holder,
+        holder=agent.id,
         result=result,
         now=tx.now,
     )
@@ -324,7 +318,7 @@ async def _complete_held(
     await transitions.emit_task_state(tx, EventType.TASK_SUCCEEDED, task, agent=agent)
     status = AgentStatus.ONLINE if agent.status is AgentStatus.BUSY else agent.status
     released = await agent_rows.set_released(
-        await tx.connection(), tenant=tx.tenant, id=holder, status=status
+        await tx.connection(), tenant=tx.tenant, id=agent.id, status=status
     )
     assert released is not None  # locked above
     _emit_status(tx, agent.status, released)
@@ -344,6 +338,18 @@ def _emit_status(
         data={"from": previous.value, "to": agent.status.value},
         related=[holding] if holding is not None else [],
     )
+
+
+async def _lock_holder(tx: Tx, principal: Principal, task_id: str) -> AgentState | None:
+    """The agent holding ``task_id``, locked (lock order: agent, then task), when the
+    caller may act for it; None otherwise, with nothing written."""
+    holder = await _holder(tx, principal, task_id)
+    if holder is None:
+        return None
+    agent = await agent_rows.lock_agent_state(await tx.connection(), tenant=tx.tenant, id=holder)
+    if agent is None or agent.current_task_id != task_id:
+        return None
+    return agent
 
 
 async def _holder(tx: Tx, principal: Principal, task_id: str) -> str | None:
