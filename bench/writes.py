@@ -212,9 +212,14 @@ class Fleet:
         return body["data"]
 
     def hold_tasks(self) -> None:
-        """Every agent holds one RUNNING task (what reportProgress needs)."""
+        """Every agent holds one RUNNING task (what reportProgress needs): the one a claim
+        loop left it holding, or a new one."""
         for i, (agent, token) in enumerate(zip(self.agent_ids, self.agent_tokens, strict=True)):
             if self.held[i] is None:
+                current = self.call(self.operators[0], CURRENT, {"a": agent})["agent"]
+                if current["currentTask"] is not None:
+                    self.held[i] = current["currentTask"]["id"]
+                    continue
                 self.call(self.operators[0], CREATE, {"title": f"held by agent {i}"})
                 claimed = self.call(token, CLAIM, {"a": agent})["claimTask"]
                 self.held[i] = claimed["id"]
@@ -390,6 +395,9 @@ def main(
     profile_format: Annotated[
         str, typer.Option(help="svg (flame graph), json (speedscope) or txt (collapsed stacks)")
     ] = "svg",
+    results: Annotated[
+        Path, typer.Option(help="directory for writes.json and writes.md")
+    ] = RESULTS,
 ) -> None:
     """Measure the write path and its floors in one run; print and save the figures."""
     started = report.now()
@@ -473,10 +481,10 @@ def main(
         "floors": floors,
         "products": products,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "writes.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "writes.md").write_text(markdown(result))
-    print(f"\nwrote {RESULTS / 'writes.json'} and {RESULTS / 'writes.md'}")
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "writes.json").write_text(json.dumps(result, indent=2) + "\n")
+    (results / "writes.md").write_text(markdown(result))
+    print(f"\nwrote {results / 'writes.json'} and {results / 'writes.md'}")
     failed = [n for f in products.values() for n, m in f.items() if m.get("failures")]
     if failed:
         raise typer.Exit(1)
