@@ -103,7 +103,8 @@ _SUCCEED = (
     .where(*_HELD, _TASK.workflow_id.is_(None))
     .values(
         status=TaskStatus.SUCCEEDED.value,
-        # A None result leaves SQL NULL, as the ORM writes nothing for an unchanged None.
+        # A None result is written as SQL NULL; a row inserted without one holds JSON null.
+        # Both read back as None, and nothing filters on the column.
         result=bindparam("p_result", type_=JSON(none_as_null=True)),
         progress=1.0,
         finished_at=bindparam("p_now"),
