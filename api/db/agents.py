@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, String, bindparam, cast, func, update
+from sqlalchemy import ColumnElement, String, bindparam, cast, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col, select
 
+from api.db.direct import Statement
 from api.db.models import AgentRow
 from api.db.paging import Page, after_clause, encode_cursor, make_page
 from api.domain import AgentState, AgentStatus
@@ -32,23 +32,24 @@ def agent_state(row: AgentRow) -> AgentState:
 _AGENT = AgentRow.__table__.c  # type: ignore[attr-defined]
 
 # Built once, run on the session's connection (Core): see api/db/tasks.py.
-_LOCK_AGENT = (
+_LOCK_AGENT = Statement(
     select(AgentRow.__table__)  # type: ignore[attr-defined]
     .where(_AGENT.tenant == bindparam("p_tenant"), _AGENT.id == bindparam("p_id"))
     .with_for_update()
 )
-_TOUCH_HEARTBEAT = (
+# A heartbeat that changes nothing but its time: the agent is ONLINE or BUSY.
+_TOUCH_HEARTBEAT = Statement(
     update(AgentRow.__table__)  # type: ignore[attr-defined]
     .where(
         _AGENT.tenant == bindparam("p_tenant"),
         _AGENT.id == bindparam("p_id"),
-        _AGENT.status.in_(bindparam("p_statuses", expanding=True)),
+        or_(_AGENT.status == AgentStatus.ONLINE.value, _AGENT.status == AgentStatus.BUSY.value),
     )
     .values(last_heartbeat_at=bindparam("p_now"))
     .returning(*_AGENT)
 )
 
-_CLAIMED = (
+_CLAIMED = Statement(
     update(AgentRow.__table__)  # type: ignore[attr-defined]
     .where(_AGENT.tenant == bindparam("p_tenant"), _AGENT.id == bindparam("p_id"))
     .values(
@@ -58,7 +59,7 @@ _CLAIMED = (
     )
     .returning(*_AGENT)
 )
-_RELEASED = (
+_RELEASED = Statement(
     update(AgentRow.__table__)  # type: ignore[attr-defined]
     .where(_AGENT.tenant == bindparam("p_tenant"), _AGENT.id == bindparam("p_id"))
     .values(status=bindparam("p_status"), current_task_id=None)
@@ -66,34 +67,19 @@ _RELEASED = (
 )
 
 
-def agent_state_of(row: Any) -> AgentState:
-    """An AgentState straight from a Core result row (its ``metadata`` column by name)."""
-    return AgentState.model_validate(dict(row._mapping))
-
-
 async def lock_agent_state(conn: AsyncConnection, *, tenant: str, id: str) -> AgentState | None:
     """An agent's state, row-locked for this transaction."""
-    row = (await conn.execute(_LOCK_AGENT, {"p_tenant": tenant, "p_id": id})).first()
-    return None if row is None else agent_state_of(row)
+    row = await _LOCK_AGENT.first(conn, {"p_tenant": tenant, "p_id": id})
+    return None if row is None else AgentState.model_validate(row)
 
 
 async def touch_heartbeat(
-    conn: AsyncConnection,
-    *,
-    tenant: str,
-    id: str,
-    now: datetime,
-    statuses: Sequence[AgentStatus],
+    conn: AsyncConnection, *, tenant: str, id: str, now: datetime
 ) -> AgentState | None:
-    """Record a heartbeat while the agent is in one of ``statuses``; its state, or None."""
-    params = {
-        "p_tenant": tenant,
-        "p_id": id,
-        "p_now": now,
-        "p_statuses": [s.value for s in statuses],
-    }
-    row = (await conn.execute(_TOUCH_HEARTBEAT, params)).first()
-    return None if row is None else agent_state_of(row)
+    """Record a heartbeat of an ONLINE or BUSY agent; its state, or None (nothing written)."""
+    params = {"p_tenant": tenant, "p_id": id, "p_now": now}
+    row = await _TOUCH_HEARTBEAT.first(conn, params)
+    return None if row is None else AgentState.model_validate(row)
 
 
 async def set_claimed(
@@ -113,8 +99,8 @@ async def set_claimed(
         "p_task": task_id,
         "p_now": now,
     }
-    row = (await conn.execute(_CLAIMED, params)).first()
-    return None if row is None else agent_state_of(row)
+    row = await _CLAIMED.first(conn, params)
+    return None if row is None else AgentState.model_validate(row)
 
 
 async def set_released(
@@ -122,8 +108,8 @@ async def set_released(
 ) -> AgentState | None:
     """The agent holds no task any more, with ``status``; its new state, or None."""
     params = {"p_tenant": tenant, "p_id": id, "p_status": status.value}
-    row = (await conn.execute(_RELEASED, params)).first()
-    return None if row is None else agent_state_of(row)
+    row = await _RELEASED.first(conn, params)
+    return None if row is None else AgentState.model_validate(row)
 
 
 async def get_agent(

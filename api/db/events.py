@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col, select
 
+from api.db.direct import Statement
 from api.db.models import EventRow, TenantCounter
 from api.domain import EventRecord, EventType, Snapshots
 
@@ -52,13 +53,27 @@ def event_record(row: EventRow) -> EventRecord:
     )
 
 
-_ALLOCATE = (
+_ALLOCATE = Statement(
     update(TenantCounter.__table__)  # type: ignore[attr-defined]
     .where(col(TenantCounter.tenant) == bindparam("p_tenant"))
     .values(last_event_id=col(TenantCounter.last_event_id) + bindparam("p_count"))
     .returning(col(TenantCounter.last_event_id))
 )
-_INSERT_EVENTS = insert(EventRow.__table__)  # type: ignore[attr-defined]
+_INSERT_EVENTS = Statement(
+    insert(EventRow.__table__),  # type: ignore[attr-defined]
+    column_keys=[
+        "tenant",
+        "id",
+        "type",
+        "occurred_at",
+        "actor",
+        "task_id",
+        "agent_id",
+        "workflow_id",
+        "data",
+        "snapshots",
+    ],
+)
 
 
 async def allocate_ids(
@@ -69,9 +84,10 @@ async def allocate_ids(
     The UPDATE row-locks the tenant's counter until commit, so ids are handed
     out in commit order and a reader never sees id n+1 before id n.
     """
-    await session.flush()  # the ORM's pending changes go first, as autoflush did
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # the ORM's pending changes go first, as autoflush did
     params = {"p_tenant": tenant, "p_count": count}
-    last = (await conn.execute(_ALLOCATE, params)).scalar_one_or_none()
+    last = await _ALLOCATE.scalar(conn, params)
     if last is None:
         dialect = session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -80,14 +96,15 @@ async def allocate_ids(
             .values(tenant=tenant, last_event_id=0)
             .on_conflict_do_nothing(index_elements=["tenant"])
         )
-        last = (await conn.execute(_ALLOCATE, params)).scalar_one()
+        last = await _ALLOCATE.scalar(conn, params)
+        assert last is not None  # the row exists now
     return int(last)
 
 
 async def insert_events(conn: AsyncConnection, records: Sequence[EventRecord]) -> None:
     """One Core INSERT for the transaction's events (no ORM objects: nothing reads them back)."""
-    await conn.execute(
-        _INSERT_EVENTS,
+    await _INSERT_EVENTS.execute_many(
+        conn,
         [
             {
                 "tenant": r.tenant,

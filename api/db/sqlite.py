@@ -66,6 +66,14 @@ class InlineConnection(aiosqlite.Connection):
             self._connection = self._connector()
         return self
 
+    @property
+    def driver(self) -> sqlite3.Connection:
+        """The ``sqlite3`` connection itself, for statements run without any adapter
+        (api/db/direct.py)."""
+        if not self._running or self._connection is None:
+            raise ValueError("Connection closed")
+        return self._connection
+
     def __await__(self) -> Generator[Any, None, InlineConnection]:
         return self._connect().__await__()  # no worker thread to start
 

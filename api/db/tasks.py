@@ -10,6 +10,7 @@ from sqlalchemy import JSON, bindparam, func, insert, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col, select
 
+from api.db.direct import Statement
 from api.db.models import TaskRow
 from api.db.paging import Page, after_clause, encode_cursor, make_page
 from api.domain import TaskState, TaskStatus
@@ -42,10 +43,16 @@ def task_state(row: TaskRow) -> TaskState:
 _TASK = TaskRow.__table__.c  # type: ignore[attr-defined]
 
 # The hot path's statements, built once: constructing a statement costs more than
-# running it on SQLite. Run on the session's connection (Core), not through the ORM.
-_INSERT = insert(TaskRow.__table__)  # type: ignore[attr-defined]
-_PEEK_HOLDER = select(_TASK.status, _TASK.agent_id).where(
-    _TASK.tenant == bindparam("p_tenant"), _TASK.id == bindparam("p_id")
+# running it on SQLite. Run on the session's connection (Core), not through the ORM,
+# and on SQLite straight on its driver (api/db/direct.py).
+_INSERT = Statement(
+    insert(TaskRow.__table__),  # type: ignore[attr-defined]
+    column_keys=[*TaskState.model_fields, "step_index"],
+)
+_PEEK_HOLDER = Statement(
+    select(_TASK.status, _TASK.agent_id).where(
+        _TASK.tenant == bindparam("p_tenant"), _TASK.id == bindparam("p_id")
+    )
 )
 # A RUNNING task still held by the agent ``p_holder``: the guard of every change its holder makes.
 _HELD = (
@@ -54,7 +61,7 @@ _HELD = (
     _TASK.status == TaskStatus.RUNNING.value,
     _TASK.agent_id == bindparam("p_holder"),
 )
-_UPDATE_PROGRESS = (
+_UPDATE_PROGRESS = Statement(
     update(TaskRow.__table__)  # type: ignore[attr-defined]
     .where(*_HELD)
     .values(
@@ -80,7 +87,7 @@ _NEXT_CLAIMABLE = (
     .limit(1)
     .with_for_update(skip_locked=True)
 )
-_START = (
+_START = Statement(
     update(TaskRow.__table__)  # type: ignore[attr-defined]
     .where(
         _TASK.tenant == bindparam("p_tenant"),
@@ -98,7 +105,7 @@ _START = (
     )
     .returning(*_TASK)
 )
-_SUCCEED = (
+_SUCCEED = Statement(
     update(TaskRow.__table__)  # type: ignore[attr-defined]
     .where(*_HELD, _TASK.workflow_id.is_(None))
     .values(
@@ -114,25 +121,20 @@ _SUCCEED = (
 )
 
 
-def task_state_of(row: Any) -> TaskState:
-    """A TaskState straight from a Core result row (no ORM object in between)."""
-    return TaskState.model_validate(dict(row._mapping))
-
-
 async def insert_task(conn: AsyncConnection, task: TaskState) -> None:
     """Insert a task outside any workflow, from its state (no ORM object to build and flush)."""
     row = task.model_dump()
     row["status"] = task.status.value
     row["step_index"] = None
-    await conn.execute(_INSERT, row)
+    await _INSERT.execute_many(conn, [row])
 
 
 async def peek_holder(
     conn: AsyncConnection, *, tenant: str, id: str
 ) -> tuple[str, str | None] | None:
     """(status, agent_id) of a task, unlocked; None when there is no such task."""
-    row = (await conn.execute(_PEEK_HOLDER, {"p_tenant": tenant, "p_id": id})).first()
-    return None if row is None else (row[0], row[1])
+    row = await _PEEK_HOLDER.first(conn, {"p_tenant": tenant, "p_id": id})
+    return None if row is None else (row["status"], row["agent_id"])
 
 
 async def update_progress(
@@ -154,8 +156,8 @@ async def update_progress(
         "p_message": message,
         "p_now": now,
     }
-    row = (await conn.execute(_UPDATE_PROGRESS, params)).first()
-    return None if row is None else task_state_of(row)
+    row = await _UPDATE_PROGRESS.first(conn, params)
+    return None if row is None else TaskState.model_validate(row)
 
 
 async def lock_next_claimable(
@@ -172,8 +174,8 @@ async def start(
 ) -> TaskState | None:
     """Start a new attempt of a PENDING task held by ``agent_id``; its new state, or None."""
     params = {"p_tenant": tenant, "p_id": id, "p_agent": agent_id, "p_now": now}
-    row = (await conn.execute(_START, params)).first()
-    return None if row is None else task_state_of(row)
+    row = await _START.first(conn, params)
+    return None if row is None else TaskState.model_validate(row)
 
 
 async def succeed(
@@ -182,8 +184,8 @@ async def succeed(
     """Mark a RUNNING task outside any workflow SUCCEEDED, only while ``holder`` holds it;
     its new state, or None (nothing written)."""
     params = {"p_tenant": tenant, "p_id": id, "p_holder": holder, "p_result": result, "p_now": now}
-    row = (await conn.execute(_SUCCEED, params)).first()
-    return None if row is None else task_state_of(row)
+    row = await _SUCCEED.first(conn, params)
+    return None if row is None else TaskState.model_validate(row)
 
 
 async def get_task(

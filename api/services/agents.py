@@ -89,11 +89,7 @@ class AgentService:
                 # The common case in one UPDATE; a status change (or no such agent)
                 # takes the path below.
                 touched = await agent_rows.touch_heartbeat(
-                    await tx.connection(),
-                    tenant=tx.tenant,
-                    id=agent_id,
-                    now=tx.now,
-                    statuses=(AgentStatus.ONLINE, AgentStatus.BUSY),
+                    await tx.connection(), tenant=tx.tenant, id=agent_id, now=tx.now
                 )
                 if touched is not None:
                     return touched
