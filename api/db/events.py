@@ -77,21 +77,21 @@ _INSERT_EVENTS = Statement(
 
 
 async def allocate_ids(
-    session: AsyncSession, conn: AsyncConnection, *, tenant: str, count: int
+    session: AsyncSession | None, conn: AsyncConnection, *, tenant: str, count: int
 ) -> int:
     """Reserve ``count`` consecutive ids for a tenant; returns the last.
 
     The UPDATE row-locks the tenant's counter until commit, so ids are handed
-    out in commit order and a reader never sees id n+1 before id n.
+    out in commit order and a reader never sees id n+1 before id n. ``session``:
+    the transaction's ORM session, if it has one; its pending changes go first.
     """
-    if session.new or session.dirty or session.deleted:
-        await session.flush()  # the ORM's pending changes go first, as autoflush did
+    if session is not None and (session.new or session.dirty or session.deleted):
+        await session.flush()  # as autoflush would have done
     params = {"p_tenant": tenant, "p_count": count}
     last = await _ALLOCATE.scalar(conn, params)
     if last is None:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        await session.execute(
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        await conn.execute(
             insert(TenantCounter)
             .values(tenant=tenant, last_event_id=0)
             .on_conflict_do_nothing(index_elements=["tenant"])

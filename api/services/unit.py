@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -48,23 +48,50 @@ class _Pending:
     related_given: bool = False
 
 
-@dataclass
 class Tx:
-    """What a service sees inside a transaction."""
+    """What a service sees inside a transaction.
 
-    session: AsyncSession
-    tenant: str
-    actor: str
-    now: datetime
-    _pending: list[_Pending] = field(default_factory=list)
-    _connection: AsyncConnection | None = None
+    The transaction is the connection's; an ORM session joins it only when a service
+    asks for one (``session``): the common paths run Core statements alone and skip
+    the session's set-up, state tracking and commit machinery.
+    """
+
+    def __init__(self, connection: AsyncConnection, *, tenant: str, actor: str, now: datetime):
+        self._connection = connection
+        self._session: AsyncSession | None = None
+        self.tenant = tenant
+        self.actor = actor
+        self.now = now
+        self._pending: list[_Pending] = []
+
+    @property
+    def session(self) -> AsyncSession:
+        """An ORM session in this transaction (it neither commits nor rolls it back)."""
+        if self._session is None:
+            self._session = AsyncSession(bind=self._connection, expire_on_commit=False)
+        return self._session
 
     async def connection(self) -> AsyncConnection:
-        """The transaction's connection, for Core statements; asked of the session once,
-        as each ask costs a greenlet hop."""
-        if self._connection is None:
-            self._connection = await self.session.connection()
+        """The transaction's connection, for Core statements."""
         return self._connection
+
+    async def begin(self) -> None:
+        await self._connection.start()
+        await self._connection.begin()
+
+    async def commit(self) -> None:
+        """Flush what the session still holds, then commit the connection's transaction."""
+        session = self._session
+        if session is not None and (session.new or session.dirty or session.deleted):
+            await session.flush()
+        await self._connection.commit()
+
+    async def close(self) -> None:
+        """Release the session and the connection (rolling back what was not committed)."""
+        if self._session is not None:
+            await self._session.close()
+        if self._connection.sync_connection is not None:
+            await self._connection.close()
 
     def emit(
         self,
@@ -126,7 +153,7 @@ class Tx:
             return []
         await self._attach_related()
         last = await event_store.allocate_ids(
-            self.session, await self.connection(), tenant=self.tenant, count=len(self._pending)
+            self._session, self._connection, tenant=self.tenant, count=len(self._pending)
         )
         first = last - len(self._pending) + 1
         records = [
@@ -157,24 +184,25 @@ class UnitOfWork:
 
     async def run(self, tenant: str, actor: str, work: Callable[[Tx], Awaitable[T]]) -> T:
         for attempt in range(_RETRIES):
-            async with self._db.sessions() as session:
-                tx = Tx(session=session, tenant=tenant, actor=actor, now=utcnow())
-                try:
-                    # Until the commit, an outage is UNAVAILABLE: nothing was written. A
-                    # connection lost during the commit leaves the outcome unknown, and
-                    # stays INTERNAL, so no client retries what may have happened.
-                    with unavailable_when_unreachable():
-                        await session.begin()
-                        result = await work(tx)
-                        records = await tx._write_events()
-                    await session.commit()
-                except (OperationalError, DBAPIError) as exc:
-                    if attempt + 1 < _RETRIES and _is_retryable(exc):
-                        log.info("retrying transaction after %s", type(exc.orig).__name__)
-                        # Jittered, so the transactions that deadlocked do not collide again.
-                        await asyncio.sleep(random.uniform(0.5, 1.5) * 0.01 * (attempt + 1))
-                        continue
-                    raise
+            tx = Tx(self._db.engine.connect(), tenant=tenant, actor=actor, now=utcnow())
+            try:
+                # Until the commit, an outage is UNAVAILABLE: nothing was written. A
+                # connection lost during the commit leaves the outcome unknown, and
+                # stays INTERNAL, so no client retries what may have happened.
+                with unavailable_when_unreachable():
+                    await tx.begin()
+                    result = await work(tx)
+                    records = await tx._write_events()
+                await tx.commit()
+            except (OperationalError, DBAPIError) as exc:
+                if attempt + 1 < _RETRIES and _is_retryable(exc):
+                    log.info("retrying transaction after %s", type(exc.orig).__name__)
+                    # Jittered, so the transactions that deadlocked do not collide again.
+                    await asyncio.sleep(random.uniform(0.5, 1.5) * 0.01 * (attempt + 1))
+                    continue
+                raise
+            finally:
+                await tx.close()
             if records:
                 await self._publisher.publish(records)
             return result

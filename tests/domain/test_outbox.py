@@ -45,6 +45,9 @@ async def test_event_ids_are_contiguous_per_tenant_under_concurrent_writers(
             else:
                 await runtime.tasks.cancel(who, task_id)
                 task_id = None
+            # On SQLite a mutation never waits (its driver runs on this thread): let
+            # the reader poll between mutations, as it would between requests.
+            await asyncio.sleep(0)
 
     async def reader() -> None:
         """Polls the log as a client would: an id never shows while a smaller one is missing."""
@@ -62,7 +65,7 @@ async def test_event_ids_are_contiguous_per_tenant_under_concurrent_writers(
                             violations.append((t, ids))
                         seen_states += 1
                     await conn.rollback()  # a fresh snapshot for the next poll
-                    await asyncio.sleep(0.002)
+                    await asyncio.sleep(0)
         finally:
             await db.close()
 
