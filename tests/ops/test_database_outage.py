@@ -198,3 +198,29 @@ async def test_a_request_waits_for_a_pooled_connection_no_longer_than_the_pool_t
         await db.close()
 
     assert 0.5 <= took < 2.5
+
+
+async def test_a_pooled_connection_that_died_while_idle_is_replaced_at_checkout(
+    pg_database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections are pinged only after sitting idle (api/db/engine.py): one the server
+    dropped meanwhile is replaced at checkout, and the statement never sees it."""
+    monkeypatch.setattr("api.db.engine.PING_AFTER_IDLE", 0.0)
+    db, admin = Database(pg_database.url), Database(pg_database.url)
+    try:
+        async with db.engine.connect() as conn:
+            first = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        async with admin.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            gone = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+
+            async def ended() -> bool:
+                return int((await conn.execute(gone, {"pid": first})).scalar_one()) == 0
+
+            await until(ended, what="the pooled connection's backend to end")
+        async with db.engine.connect() as conn:
+            second = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert second != first
+    finally:
+        await db.close()
+        await admin.close()
