@@ -164,15 +164,22 @@ class Group:
                 await self.task
 
     def _end(self, messages: Callable[[Framing], list[str]]) -> None:
+        self._multiplexer.flush()  # the results before the end go first
         for member in list(self.members):
             member.finish(messages(member.framing))
 
     def _fan_out(self, payload: Payload, record: EventRecord | None) -> None:
-        # A function of its own: no loop variable outlives it in the group's frame, which
-        # would keep the last member (and its socket) alive until the next event.
+        # The members as of this result; the multiplexer writes it with the other
+        # groups' results of this turn of the loop.
+        self._multiplexer.defer(self, list(self.members), payload, record)
+
+    def deliver(self, members: list[Member], payload: Payload, record: EventRecord | None) -> None:
+        """Offer one result to those of ``members`` still in the group."""
         written = 0
-        for member in list(self.members):
-            written += member.offer(payload, record)
+        current = self.members
+        for member in members:
+            if member in current:  # one that left meanwhile has ended its operation
+                written += member.offer(payload, record)
         if record is not None:
             self._metrics.delivered(record, live=True, count=written)
 
@@ -226,6 +233,10 @@ class Multiplexer:
         self._capacity = capacity
         self._max_tokens = max_tokens
         self._groups: dict[GroupKey, Group] = {}
+        # Results the groups computed in this turn of the event loop, written together
+        # at the start of the next (see ``defer``).
+        self._pending: list[tuple[Group, list[Member], Payload, EventRecord | None]] = []
+        self._flush_scheduled = False
         graphql_schema = schema._schema
         self._shape_uncached = partial(shape_of, graphql_schema, max_tokens=max_tokens)
         self._shape_cached = lru_cache(maxsize=256)(self._shape_uncached)
@@ -362,12 +373,43 @@ class Multiplexer:
                     break  # overflowed while replaying, or the socket went away
         return None
 
+    def defer(
+        self, group: Group, members: list[Member], payload: Payload, record: EventRecord | None
+    ) -> None:
+        """Write a group's result once every group the same event woke has computed its own.
+
+        With one group per distinct document, a thousand groups each execute an
+        event and write to their socket in turn. Written as they come, each write
+        wakes a client that has gone back to sleep since the last one, and the
+        server pays that wake-up in the write (a third of its CPU per message in
+        the burst distinct profile, issue #8). Written back to back, as a single
+        group's fan-out does, the clients are woken once per batch.
+        """
+        self._pending.append((group, members, payload, record))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every deferred result now, each group's in the order it computed them."""
+        pending, self._pending = self._pending, []
+        for group, members, payload, record in pending:
+            try:
+                group.deliver(members, payload, record)
+            except Exception:
+                log.exception("subscription fan-out failed (operation %s)", group.key[2])
+
     def forget(self, group: Group) -> None:
         if self._groups.get(group.key) is group:
             del self._groups[group.key]
             self._metrics.subscription_groups.dec()
 
     async def close(self) -> None:
+        self._pending.clear()
         for group in list(self._groups.values()):
             group.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
