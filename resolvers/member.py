@@ -31,7 +31,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from graphql import GraphQLError, GraphQLFormattedError
@@ -51,12 +51,23 @@ FrameWriter = Callable[[bytes, bytes, bytes], bool]
 Outgoing = tuple[str, EventRecord | None]
 
 
-class Payload(NamedTuple):
-    """A result serialised once for the whole group: as text for the ASGI sends,
-    as UTF-8 for frames written straight to a socket."""
+class Payload:
+    """A result serialised once for the whole group: as UTF-8 for frames written
+    straight to a socket, and as text for the ASGI sends, decoded only if one needs it
+    (with a document per socket, most results never do)."""
 
-    text: str
-    utf8: bytes
+    __slots__ = ("_text", "utf8")
+
+    def __init__(self, utf8: bytes) -> None:
+        self.utf8 = utf8
+        self._text: str | None = None
+
+    @property
+    def text(self) -> str:
+        text = self._text
+        if text is None:
+            text = self._text = self.utf8.decode()
+        return text
 
 
 class Framing(ABC):

@@ -205,7 +205,7 @@ class Group:
                         return
                     assert isinstance(result, ExecutionResult)
                     utf8 = _serialised(result)
-                    self._fan_out(Payload(utf8.decode(), utf8), self._context.last_record)
+                    self._fan_out(Payload(utf8), self._context.last_record)
             self._end(lambda f: [f.complete])
         except asyncio.CancelledError:
             raise
