@@ -173,15 +173,15 @@ class Group:
         # groups' results of this turn of the loop.
         self._multiplexer.defer(self, list(self.members), payload, record)
 
-    def deliver(self, members: list[Member], payload: Payload, record: EventRecord | None) -> None:
-        """Offer one result to those of ``members`` still in the group."""
+    def deliver(self, members: list[Member], payload: Payload, record: EventRecord | None) -> int:
+        """Offer one result to those of ``members`` still in the group; how many were
+        written at once (the multiplexer counts those deliveries)."""
         written = 0
         current = self.members
         for member in members:
             if member in current:  # one that left meanwhile has ended its operation
                 written += member.offer(payload, record)
-        if record is not None:
-            self._metrics.delivered(record, live=True, count=written)
+        return written
 
     async def _run(self) -> None:
         plan = self._plan
@@ -397,11 +397,20 @@ class Multiplexer:
     def flush(self) -> None:
         """Write every deferred result now, each group's in the order it computed them."""
         pending, self._pending = self._pending, []
+        # Counted once per event, not once per group: the groups of distinct
+        # documents all deliver the same few events.
+        written: dict[int, tuple[EventRecord, int]] = {}
         for group, members, payload, record in pending:
             try:
-                group.deliver(members, payload, record)
+                count = group.deliver(members, payload, record)
             except Exception:
                 log.exception("subscription fan-out failed (operation %s)", group.key[2])
+                continue
+            if record is not None and count:
+                seen = written.get(id(record))
+                written[id(record)] = (record, count + (seen[1] if seen else 0))
+        for record, count in written.values():
+            self._metrics.delivered(record, live=True, count=count)
 
     def forget(self, group: Group) -> None:
         if self._groups.get(group.key) is group:
