@@ -37,6 +37,10 @@ OVERRIDES: dict[str, Override] = {
             "strawberry.schema.schema.validate_document, Schema._schema, "
             "ExecutionContext.parse_options and pre_execution_errors",
             "resolvers/execution.py: StrawberryGraphQLCoreExecutionContext (subclassed)",
+            "resolvers/schema.py: Schema.create_extensions_runner, SchemaExtensionsRunner "
+            "(subclassed: on_stream_result, get_extensions_results, extensions), "
+            "SchemaExtension.on_stream_result and get_results as the defaults, "
+            "strawberry.utils.await_maybe",
             "resolvers/multiplex.py, resolvers/transport/legacy_ws.py: "
             "strawberry.utils.aio.aclosing",
         ),
@@ -45,7 +49,9 @@ OVERRIDES: dict[str, Override] = {
         ">=3.3.2,<3.4",
         (
             "resolvers/execution.py: Executor.collect_subfields (memoised on the field "
-            "nodes), FieldDetails.defer_usage and fragment_variable_values",
+            "nodes), FieldDetails.defer_usage and fragment_variable_values; "
+            "Executor.build_per_event_executor (its instance attributes copied, root_value "
+            "and collected_errors reset), graphql.execution.executor.CollectedErrors",
         ),
     ),
     "uvicorn": Override(
