@@ -3,7 +3,8 @@
 The server's ``mark1_subscription_groups`` gauge counts shared executions, so the
 tests see how many ran. Groups are keyed on coerced variables (defaults applied);
 ``events(after:)`` replays on its own, then joins its live-only group with no gap
-and no duplicate; both protocols; a group keeps no departed member's socket.
+and no duplicate; both protocols; a group keeps no departed member's socket; the
+results a group computed before it ended reach its members before the end.
 """
 
 from __future__ import annotations
@@ -14,9 +15,19 @@ import weakref
 
 from starlette.websockets import WebSocket
 
+from api.db import tasks as task_rows
+from api.domain import EventType
 from api.metrics import Metrics
+from api.services import transitions
+from api.services.unit import Tx, UnitOfWork
 from api.settings import Settings
-from tests.realtime.activity import DroppingPublisher, Tenant, commit_tasks, create_tasks
+from tests.realtime.activity import (
+    DroppingPublisher,
+    Tenant,
+    commit_tasks,
+    create_tasks,
+    on_server,
+)
 from tests.realtime.conftest import serving, subscribed
 from tests.realtime.wire import LEGACY_WS, TRANSPORT_WS, Protocol, Socket
 from tests.support.server import LiveServer
@@ -243,3 +254,50 @@ async def test_a_group_keeps_no_departed_members_socket_alive(
     finally:
         await first.close()
         await second.close()
+
+
+async def _commit_a_task_then_one_graphql_cannot_show(server: LiveServer, tenant: str) -> str:
+    """One transaction, so one publish and one bus batch: a task, then an event whose
+    task has a priority beyond GraphQL's 32-bit Int (as a write that skipped the
+    services' validation could leave). Returns the first task's id."""
+    uow = UnitOfWork(server.runtime.db, server.runtime.bus)
+
+    async def work(tx: Tx) -> str:
+        rows = [
+            transitions.insert_task(
+                tx, title=title, capability=None, priority=0, input=None, max_attempts=3
+            )
+            for title in ("shown", "unshowable")
+        ]
+        await transitions.emit_task(tx, EventType.TASK_CREATED, rows[0])
+        state = task_rows.task_state(rows[1]).model_copy(update={"priority": 2**31})
+        tx.emit(EventType.TASK_CREATED, task=state)
+        return rows[0].id
+
+    return await on_server(server, uow.run(tenant, "writer", work))
+
+
+async def test_a_result_computed_in_the_turn_its_group_ends_comes_before_the_end(
+    server: LiveServer, tenant: str, protocol: Protocol
+) -> None:
+    """The group writes its results after the turn of the loop that computed them
+    (``Multiplexer.defer``); an end in that same turn writes them first.
+
+    Both events reach the group in one bus batch: it executes the first, then fails
+    on the second, without the loop turning in between. Without the flush in
+    ``Group._end`` the end goes first and the member, finished, drops the result.
+    """
+    viewer = server.token("VIEWER", tenant=tenant)
+    async with await Socket.open(server.ws_url, viewer, protocol=protocol) as ws:
+        for op in ("a", "b"):
+            await ws.subscribe(op, "subscription { taskUpdates { id priority } }")
+        await subscribed(server, 2)
+        assert groups(server) == 1
+        shown = await _commit_a_task_then_one_graphql_cannot_show(server, tenant)
+        for op in ("a", "b"):
+            assert await ws.field(op) == {"id": shown, "priority": 0}
+            error = await ws.failure(op)
+            assert "Int cannot represent" in error["message"], error
+        await until(lambda: groups(server) == 0, PATIENCE, "the group to end")
+        for op in ("a", "b"):
+            await ws.silent(op, 0.1)
