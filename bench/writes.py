@@ -6,7 +6,8 @@ In one run, on this machine: a bare ASGI app answering fixed JSON and a bare
 strawberry server answering ``{ __typename }`` (``bench/floors.py``), then for
 each database a fresh ``mark1 serve`` with ``--agents`` agents (one keep-alive
 connection each, requests back to back, no subscribers) sending
-``reportProgress``, ``heartbeat``, ``createTask`` and ``claimTask`` (each
+``{ __typename }`` with an agent token (the product's floor: everything but the
+database), ``reportProgress``, ``heartbeat``, ``createTask`` and ``claimTask`` (each
 claim followed by the ``completeTask`` that frees the agent again), and the
 raw SQL of one ``reportProgress`` issued straight to the same database
 (``bench/rawsql.py``), and ``reportProgress`` again with ``--subscribers``
@@ -262,6 +263,10 @@ class Fleet:
             out.append(_cycle(requests))
         return out
 
+    def typename(self) -> list[load.RequestFor]:
+        """``{ __typename }`` with each agent's token: the whole stack but the database."""
+        return [_fixed(_request(self.target, TYPENAME, token)) for token in self.agent_tokens]
+
     def heartbeat(self) -> list[load.RequestFor]:
         return [
             _fixed(_request(self.target, _body(HEARTBEAT, {"a": agent}), token))
@@ -296,6 +301,8 @@ class Fleet:
 
 
 SCENARIOS: dict[str, Callable[[Fleet], list[load.RequestFor]]] = {
+    # The product's floor: auth, middlewares, transport and execution, no database.
+    "Mark-1 `{ __typename }`, agent token": Fleet.typename,
     "reportProgress": Fleet.report_progress,
     "heartbeat": Fleet.heartbeat,
     "createTask": Fleet.create_task,

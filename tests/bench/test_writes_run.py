@@ -14,7 +14,13 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = ("reportProgress", "heartbeat", "createTask", "claimTask + completeTask")
+SCENARIOS = (
+    "Mark-1 `{ __typename }`, agent token",
+    "reportProgress",
+    "heartbeat",
+    "createTask",
+    "claimTask + completeTask",
+)
 
 
 def test_the_write_benchmark_runs_every_scenario_in_sequence(tmp_path: Path) -> None:

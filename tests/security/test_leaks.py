@@ -266,6 +266,20 @@ def test_redact_hides_credentials_and_keeps_the_rest() -> None:
     assert redact("GET /graphql?query=%7Bme%7D HTTP/1.1") == "GET /graphql?query=%7Bme%7D HTTP/1.1"
 
 
+def test_redact_finds_each_kind_of_credential_alone() -> None:
+    """Texts that hold no credential skip the patterns (issue #8): each kind, on its own
+    and without the marks of the others, must still be caught."""
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    assert redact(f"sent {token} along") == "sent [redacted] along"  # no '=', no 'bearer'
+    assert redact("BEARER opaque-value") == "BEARER [redacted]"  # no '=', no JWT
+    assert redact("/app?jwt=opaque") == "/app?jwt=[redacted]"
+    assert redact("< CONT 'Q2xE' [4 bytes]") == "< CONT [redacted] [4 bytes]"
+    assert redact("< BINARY 'x-author' [8 bytes]") == "< BINARY [redacted] [8 bytes]"
+    assert redact("< TEXT '{\"authoriz...' [90 bytes]") == "< TEXT [redacted] [90 bytes]"
+    line = '%s - "%s %s HTTP/%s" %d'
+    assert redact(line) is line  # uvicorn's access line: nothing to find, nothing copied
+
+
 def test_mark1_serve_logs_no_tokens(tmp_path: Path) -> None:
     """The real entry point, in its own process: its whole output is searched for the
     tokens it was sent."""
