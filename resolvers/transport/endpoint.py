@@ -40,11 +40,26 @@ from resolvers.transport.legacy_ws import LegacyWSHandler
 from resolvers.transport.multipart import MultipartSubscriptions
 from resolvers.transport.persisted import PersistedDocuments
 from resolvers.transport.policy import SizedAdapter, SocketPolicy, origin_allowed
-from resolvers.transport.sse import GraphQLOverSSE
+from resolvers.transport.sse import TOKEN_HEADER, GraphQLOverSSE
 from resolvers.transport.streaming import HTTPStreams
 from resolvers.transport.transport_ws import TransportWSHandler
 
 log = logging.getLogger("mark1.transport")
+
+
+def may_stream(request: Request) -> bool:
+    """Whether SSE or multipart HTTP might answer this request, read from one look at
+    its headers: a plain GET or POST for JSON (every agent's mutation) goes straight to
+    GraphQL over HTTP instead of through both protocols' header parsing (issue #8).
+
+    A superset of what they answer: graphql-sse needs PUT, DELETE, its token header or
+    an Accept listing text/event-stream; multipart needs an Accept listing
+    multipart/mixed.
+    """
+    if request.method not in ("GET", "POST"):
+        return True
+    accept = request.headers.get("accept", "").lower()
+    return "event-stream" in accept or "multipart" in accept or TOKEN_HEADER in request.headers
 
 
 class GraphQLEndpoint(GraphQLOverHTTP):
@@ -132,8 +147,11 @@ class GraphQLEndpoint(GraphQLOverHTTP):
 
     async def run(self, request: Any, context: Any = None, root_value: Any = None) -> Any:
         if not isinstance(request, WebSocket):
-            stream = await self.sse.respond(request) or await self.multipart.respond(request)
-            return stream if stream is not None else await super().run(request)
+            if may_stream(request):
+                stream = await self.sse.respond(request) or await self.multipart.respond(request)
+                if stream is not None:
+                    return stream
+            return await super().run(request)
         if self.policy.draining:
             return await self.policy.refuse(request)
         # strawberry's own run: GraphQLOverHTTP's refusals are HTTP's, and its frame would
