@@ -39,6 +39,7 @@ from resolvers.transport.admission import DocumentRejected, chosen_operation
 from resolvers.transport.persisted import PersistedDocuments, refusal
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+_SUB_RESPONSE = "mark1.sub_response"
 SUBSCRIPTIONS_ELSEWHERE = (
     "Subscriptions run over WebSocket (graphql-transport-ws), over SSE (Accept: "
     'text/event-stream) or multipart HTTP (Accept: multipart/mixed;subscriptionSpec="1.0") '
@@ -103,23 +104,27 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         """A subscription over plain HTTP is the client's mistake, not INTERNAL."""
         data = kwargs.get("request_data") or (args[-1] if args else None)
         query = getattr(data, "query", None)
+        # A subscription's document spells its keyword: any other needs no look-up.
+        maybe_subscription = not isinstance(query, str) or "subscription" in query
         with contextlib.suppress(DocumentRejected):
-            kind = chosen_operation(
-                query, getattr(data, "operation_name", None), max_tokens=self.max_tokens
-            )
-            if kind is OperationType.SUBSCRIPTION:
+            if maybe_subscription and (
+                chosen_operation(
+                    query, getattr(data, "operation_name", None), max_tokens=self.max_tokens
+                )
+                is OperationType.SUBSCRIPTION
+            ):
                 raise HTTPException(400, SUBSCRIPTIONS_ELSEWHERE)
         return await super().execute_single(request, request_adapter, *args, **kwargs)
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         sub_response = await super().get_sub_response(request)
-        request.state.mark1_sub_response = sub_response
+        request.scope[_SUB_RESPONSE] = sub_response  # cheaper than request.state
         return sub_response
 
     async def process_result(self, request: Request, result: ExecutionResult) -> Any:
         body = await super().process_result(request, result)
         if GRAPHQL_RESPONSE in request.headers.get("accept", ""):
-            sub_response = request.state.mark1_sub_response
+            sub_response = request.scope[_SUB_RESPONSE]
             sub_response.mark1_media_type = GRAPHQL_RESPONSE
             if isinstance(result, PreExecutionError):
                 body.pop("data", None)
