@@ -10,8 +10,8 @@ its socket's request id, tenant and subject.
 from __future__ import annotations
 
 import logging
+import random
 import re
-import secrets
 from contextvars import Context, ContextVar, copy_context
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -67,6 +67,13 @@ def _forget_requester() -> None:
         var.set(None)
 
 
+def _new_id() -> str:
+    """16 hex digits. An id only tells log lines apart, it guards nothing: the
+    pseudo-random generator (reseeded in a forked child) serves, without the system
+    call per request that ``secrets`` makes (issue #8)."""
+    return f"{random.getrandbits(64):016x}"
+
+
 class RequestContext:
     """ASGI middleware: a request id for every HTTP request and WebSocket connection,
     bound for the logs and sent back as ``X-Request-ID`` on HTTP responses."""
@@ -78,8 +85,13 @@ class RequestContext:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"").decode("latin-1")
-        rid = given if _GOOD_ID.match(given) else secrets.token_hex(8)
+        given = b""
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER:
+                given = value  # the last one wins
+        rid = given.decode("latin-1")
+        if not _GOOD_ID.match(rid):
+            rid = _new_id()
         tokens = [request_id.set(rid), operation_id.set(None), tenant.set(None), subject.set(None)]
 
         async def send_with_id(message: Message) -> None:
