@@ -30,6 +30,7 @@ def log_config(
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
         config["loggers"].setdefault(name, {})["filters"] = ["redact"]
     config["loggers"]["uvicorn"]["level"] = level
+    config["formatters"]["access"]["()"] = "api.logging.formatters.AccessFormatter"
     if format == "json":
         json_formatter = {"()": "api.logging.formatters.JsonFormatter"}
         config["formatters"] = {"default": json_formatter, "access": dict(json_formatter)}

@@ -4,12 +4,15 @@ lines that carry who and what each line is about, and never a token."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn.logging
 
+from api.logging.formatters import AccessFormatter
 from api.logging.redaction import redact
 from tests.ops.serve import serving
 from tests.support.graphql import WSClient
@@ -137,3 +140,36 @@ def test_redaction_hides_a_websocket_frame_that_carries_credentials() -> None:
     assert redact(elided) == "< TEXT [redacted] [268 bytes]"
     assert redact(plain) == plain
     assert redact("< CONT 'Q2xE' [4 bytes, continued]") == "< CONT [redacted] [4 bytes, continued]"
+
+
+@pytest.mark.timeout(300)  # a `mark1 serve` start and stop under load
+def test_text_access_lines_read_as_uvicorn_writes_them(tmp_path: Path) -> None:
+    token = _token(tmp_path)
+    with serving(tmp_path, MARK1_JWT_SECRET=TEST_SECRET) as served:
+        response = httpx.post(served.url, json=ME, headers={"authorization": f"Bearer {token}"})
+        assert response.status_code == 200
+        assert httpx.get(f"{served.base}/nowhere").status_code == 404
+        httpx.get(f"{served.base}/app", params={"token": token})
+    output = served.output()
+
+    assert ' - "POST /graphql HTTP/1.1" 200 OK\n' in output, output
+    assert ' - "GET /nowhere HTTP/1.1" 404 Not Found\n' in output, output
+    assert ' - "GET /app?token=[redacted] HTTP/1.1" ' in output, output
+    assert "INFO:     127.0.0.1:" in output, output
+    assert token not in output
+
+
+@pytest.mark.parametrize("colours", [False, True])
+@pytest.mark.parametrize("status", [101, 200, 413, 503, 599])
+def test_the_access_formatter_writes_what_uvicorns_does(colours: bool, status: int) -> None:
+    """Same text as uvicorn's own, from one cheap copy of the record (issue #8)."""
+    fmt = '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'
+    args = ("127.0.0.1:5555", "POST", "/graphql?x=1", "1.1", status)
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None
+    )
+    theirs = uvicorn.logging.AccessFormatter(fmt=fmt, use_colors=colours)
+    ours = AccessFormatter(fmt=fmt, use_colors=colours)
+
+    assert ours.format(record) == theirs.format(record)
+    assert record.args == args and "request_line" not in record.__dict__  # left as it was
