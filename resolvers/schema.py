@@ -11,7 +11,7 @@ import types
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import strawberry
 from graphql import (
@@ -251,49 +251,58 @@ class Documents(SchemaExtension):
         yield
 
 
-_Hooks = tuple[Callable[[Any], Generator[None, None, None]], ...]
+_Hook = Callable[..., Generator[None, None, None]]
 
 
-class _StreamResult:
-    """The ``on_stream_result`` hooks of one result, generator hooks run inline.
+class _InlineHooks:
+    """One lifecycle phase's generator hooks, run as ``contextlib.ExitStack`` runs them
+    wrapped in ``contextlib.contextmanager``, without building either per phase.
 
-    What ``contextlib.contextmanager`` in an exit stack does with them, without
-    building a context manager per hook and result.
+    Entered in order, exited in reverse; an exception from the phase is thrown into
+    each hook in turn, a hook may swallow it (the phase then ends normally) or raise
+    another, which the remaining hooks see instead. tests/http/test_extension_hooks.py
+    compares it with strawberry's runner.
     """
 
-    __slots__ = ("_hooks", "_result", "_running")
+    __slots__ = ("_args", "_hooks", "_running")
 
-    def __init__(self, hooks: _Hooks, result: Any) -> None:
+    def __init__(self, hooks: tuple[_Hook, ...], *args: Any) -> None:
         self._hooks = hooks
-        self._result = result
+        self._args = args
         self._running: list[Generator[None, None, None]] = []
 
     def __enter__(self) -> None:
+        # A hook failing on its way in propagates at once, and the hooks entered before
+        # it are left as they are: what strawberry's exit stack does, being entered
+        # inside its own ``__enter__``.
         for hook in self._hooks:
-            running = hook(self._result)
+            running = hook(*self._args)
             next(running)
             self._running.append(running)
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
-        suppressed = False
+        raised = exc
         for running in reversed(self._running):
-            if exc is None:
-                try:
-                    next(running)
-                except StopIteration:
-                    continue
-                raise RuntimeError("generator didn't stop")
             try:
-                running.throw(exc)
+                if raised is None:
+                    next(running)
+                else:
+                    running.throw(raised)
             except StopIteration:
-                exc, suppressed = None, True
+                raised = None  # finished; when something was thrown in, it was swallowed
                 continue
-            except BaseException as raised:
-                if raised is exc:
-                    continue
-                raise
-            raise RuntimeError("generator didn't stop after throw()")
-        return suppressed
+            except BaseException as other:
+                if other is not raised:
+                    other.__context__ = raised
+                raised = other
+                continue
+            raised = RuntimeError("a lifecycle hook did not stop after its one yield")
+        self._running.clear()
+        if raised is None:
+            return True
+        if raised is exc:
+            return False
+        raise raised
 
     async def __aenter__(self) -> None:
         self.__enter__()
@@ -303,38 +312,54 @@ class _StreamResult:
 
 
 class _Runner(SchemaExtensionsRunner):
-    """strawberry's runner, with the hooks every streamed result calls found once.
+    """strawberry's runner, with each phase's hooks run inline.
 
-    strawberry looks up each extension's ``on_stream_result`` hook and wraps it in
-    a new context manager for every result, and awaits every extension's
-    ``get_results``; with a document per subscriber that ran a thousand times per
-    event (a tenth of the CPU per message, issue #8). Here the lookups are made
-    once per operation. A hook other than a plain generator takes strawberry's path.
+    strawberry wraps each extension's hook in a new ``contextlib`` context manager
+    and an exit stack for every phase of every operation (operation, parse,
+    validate, execute) and for every streamed result, and awaits every extension's
+    ``get_results``: a sixth of a request's CPU outside the database, and a tenth
+    of the CPU per message with a document per subscriber (issue #8). Here a
+    phase whose hooks are all plain generators (as this schema's are) runs them
+    through ``_InlineHooks``; any other kind of hook takes strawberry's path.
     """
+
+    # (extension classes, hook name) -> the hooks' functions, or None: not all generators.
+    _found: ClassVar[dict[tuple[tuple[type, ...], str], tuple[Any, ...] | None]] = {}
 
     def __init__(
         self, execution_context: Any, extensions: list[SchemaExtension] | None = None
     ) -> None:
         super().__init__(execution_context, extensions)
-        self._stream_hooks: _Hooks | None = None
-        self._inline = True
+        self._kinds = tuple(type(e) for e in self.extensions)
         self._reporting: list[SchemaExtension] | None = None
 
+    def _inline(self, name: str, *args: Any) -> _InlineHooks | None:
+        key = (self._kinds, name)
+        try:
+            functions = self._found[key]
+        except KeyError:
+            functions = self._found[key] = _generator_hooks(self._kinds, name)
+        if functions is None:
+            return None
+        hooks = tuple(
+            types.MethodType(f, e) for f, e in zip(functions, self.extensions, strict=True) if f
+        )
+        return _InlineHooks(hooks, *args)
+
+    def operation(self) -> Any:
+        return self._inline("on_operation") or super().operation()
+
+    def validation(self) -> Any:
+        return self._inline("on_validate") or super().validation()
+
+    def parsing(self) -> Any:
+        return self._inline("on_parse") or super().parsing()
+
+    def executing(self) -> Any:
+        return self._inline("on_execute") or super().executing()
+
     def on_stream_result(self, result: Any) -> Any:
-        hooks = self._stream_hooks
-        if hooks is None:
-            found = []
-            for extension in self.extensions:
-                hook = type(extension).on_stream_result
-                if hook is SchemaExtension.on_stream_result:
-                    continue
-                if not inspect.isgeneratorfunction(hook):
-                    self._inline = False
-                found.append(types.MethodType(hook, extension))
-            hooks = self._stream_hooks = tuple(found)
-        if not self._inline:
-            return super().on_stream_result(result)
-        return _StreamResult(hooks, result)
+        return self._inline("on_stream_result", result) or super().on_stream_result(result)
 
     async def get_extensions_results(self, ctx: Any) -> dict[str, Any]:
         reporting = self._reporting
@@ -347,6 +372,22 @@ class _Runner(SchemaExtensionsRunner):
             data.update(await await_maybe(extension.get_results()))
         data.update(ctx.extensions_results)
         return data
+
+
+def _generator_hooks(kinds: tuple[type, ...], name: str) -> tuple[Any, ...] | None:
+    """Each extension class's own ``name`` hook (None where it keeps the default), or
+    None when one of them is not a plain generator function."""
+    default = getattr(SchemaExtension, name)
+    found: list[Any] = []
+    for kind in kinds:
+        hook = getattr(kind, name)
+        if hook is default:
+            found.append(None)
+        elif inspect.isgeneratorfunction(hook):
+            found.append(hook)
+        else:
+            return None
+    return tuple(found)
 
 
 class Schema(strawberry.Schema):
