@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from api.db.types import UTCDateTime
@@ -42,7 +42,8 @@ class InstallRow(SQLModel, table=True):
 class TaskRow(SQLModel, table=True):
     __tablename__ = "task"
     __table_args__ = (
-        Index("ix_task_claim", "tenant", "status", "priority", "created_at"),
+        # The claim's order (api/db/tasks.py): highest priority, then oldest, then id.
+        Index("ix_task_claim", "tenant", "status", text("priority DESC"), "created_at", "id"),
         Index("ix_task_page", "tenant", "created_at", "id"),
     )
 
