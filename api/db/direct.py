@@ -35,6 +35,8 @@ from api.db.sqlite import InlineConnection
 
 Row = Mapping[str, Any]
 _Processor = Callable[[Any], Any] | None
+_REQUIRED = object()
+"""A parameter the caller must give (a ``bindparam`` without a value)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,7 @@ class _Compiled:
     def parameters(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         out = []
         for name, literal, process in self.binds:
-            value = params.get(name, literal)
+            value = params[name] if literal is _REQUIRED else params.get(name, literal)
             out.append(value if process is None else process(value))
         return tuple(out)
 
@@ -104,6 +106,8 @@ class Statement:
             raise _as_sqlalchemy(error, compiled.sql) from error
 
     def _compile(self, dialect: Dialect) -> _Compiled:
+        # Once, with the first SQLite engine's dialect: every engine is made by
+        # api/db/engine.py with the same settings (its JSON serialiser included).
         if self._compiled is None:
             self._compiled = _compile(self.statement, dialect, self._column_keys)
         return self._compiled
@@ -115,7 +119,7 @@ def _compile(statement: Any, dialect: Dialect, column_keys: list[str] | None) ->
     binds = []
     for name in compiled.positiontup or ():
         bind = compiled.binds[name]
-        literal = None if bind.required else bind.effective_value
+        literal = _REQUIRED if bind.required else bind.effective_value
         binds.append((name, literal, bind.type.dialect_impl(dialect).bind_processor(dialect)))
     columns: list[ColumnElement[Any]] = list(getattr(statement, "exported_columns", ()))
     return _Compiled(
