@@ -38,11 +38,26 @@ class ErrorCodes(MaskErrors):
             code = (error.extensions or {}).get("code") or "BAD_USER_INPUT"
             error.extensions = {**(error.extensions or {}), "code": code}
             return error
-        if isinstance(original, GraphQLError) and original.original_error is None:
-            # Argument coercion and similar input problems arrive wrapped like this.
+        if _is_input_coercion(error, original):
             error.extensions = {**(error.extensions or {}), "code": "BAD_USER_INPUT"}
             return error
         log.error("unexpected error at %s", error.path, exc_info=original)
         masked = self.anonymise_error(error)
         masked.extensions = {"code": "INTERNAL"}
         return masked
+
+
+def _is_input_coercion(error: GraphQLError, original: BaseException) -> bool:
+    """Whether graphql-core refused a value the client sent, rather than one the server
+    produced: both arrive as a bare GraphQLError wrapped in another.
+
+    graphql-core 3.3 (``execution/values.py``) reports a variable it cannot coerce
+    before any field runs, so without a ``path``; an argument it cannot coerce while
+    executing a field is located at the argument's node in the document. A scalar's
+    ``coerce_output_value`` (``Executor.complete_leaf_value``), refusing a value a
+    resolver returned (a priority beyond 32 bits), knows nothing of the document: its
+    error has no nodes of its own, and ``located_error`` gives it the field's path.
+    """
+    if not isinstance(original, GraphQLError) or original.original_error is not None:
+        return False
+    return error.path is None or bool(original.nodes)
