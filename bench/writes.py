@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -366,19 +367,86 @@ def measure(
     }
 
 
-def _line(name: str, m: dict[str, Any], floors: dict[str, float] | None = None) -> str:
+class Floor:
+    """The bare strawberry server answering ``{ __typename }``, kept running for the whole
+    run and measured in a short window right before and right after each product figure.
+
+    On a shared VM the same floor measured minutes apart once read 1,144/s and then
+    573/s, so a ratio to one floor measured at the start moved with the machine, not
+    the code. Each figure's ratio is to the mean of the two windows around it: drift
+    that is linear over those three windows cancels out, and a figure measured while
+    the machine changed speed shows it as a gap between its ``before`` and ``after``.
+    Figures measured back to back share the window between them. The floor server idles
+    while the product is measured, and the product server while the floor is.
+    """
+
+    def __init__(self, target: Target, *, agents: int, seconds: float) -> None:
+        self.target = target
+        self.requests = [_fixed(_request(target, TYPENAME))] * agents
+        self.seconds = seconds
+        self.windows: list[dict[str, Any]] = []
+
+    def window(self) -> dict[str, Any]:
+        """One floor window of ``seconds``, kept for the run's spread."""
+        figure = measure(self.target, self.requests, seconds=self.seconds, ok=_graphql_ok)
+        self.windows.append(figure)
+        return figure
+
+    def around(
+        self, product: Callable[[], dict[str, Any]], *, before: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``product()``'s figure between two floor windows (``before``: one just measured,
+        to share), with the floor around it and its ratio to that floor."""
+        before = before or self.window()
+        figure = product()
+        after = self.window()
+        rate = (before["per_second"] + after["per_second"]) / 2
+        figure["strawberry_floor"] = {
+            "before": before["per_second"],
+            "after": after["per_second"],
+            "per_second": rate,
+        }
+        figure["x_strawberry"] = figure["per_second"] / rate if rate else None
+        return figure
+
+    def spread(self) -> dict[str, Any]:
+        """Every window's rate in the order measured, with their min and max."""
+        rates = [w["per_second"] for w in self.windows]
+        return {
+            "seconds": self.seconds,
+            "windows": rates,
+            "min": min(rates),
+            "max": max(rates),
+            "failures": sum(w["failures"] for w in self.windows),
+        }
+
+
+def _line(name: str, m: dict[str, Any], asgi: float | None = None) -> str:
     cpu = f"{m['server_cpu_us']:7,.0f} µs" if m.get("server_cpu_us") is not None else "    n/a"
     text = (
         f"  {name:<34} {m['per_second']:8,.0f}/s  server CPU {cpu}/req  "
         f"p50 {m['latency_ms']['p50']:6.1f} ms  client CPU {m['client_cpu_share']:4.0%}"
     )
-    if floors:
+    if (floor := m.get("strawberry_floor")) is not None:
         text += (
-            f"  = {m['per_second'] / floors['strawberry']:.2f}x strawberry, "
-            f"{m['per_second'] / floors['asgi']:.2f}x ASGI"
+            f"  = {m['x_strawberry']:.2f}x strawberry {floor['per_second']:,.0f}/s "
+            f"({floor['before']:,.0f} before, {floor['after']:,.0f} after)"
         )
+        if asgi:
+            text += f", {m['per_second'] / asgi:.2f}x ASGI"
     if m.get("failures"):
         text += f"  FAILURES {m['failures']}: {m['first_failure']}"
+    return text
+
+
+def _spread_line(spread: dict[str, Any]) -> str:
+    low, high = spread["min"], spread["max"]
+    text = (
+        f"  bare strawberry {{ __typename }} over the run: {len(spread['windows'])} windows of "
+        f"{spread['seconds']:g} s, {low:,.0f} to {high:,.0f}/s (max/min {high / low:.2f})"
+    )
+    if spread["failures"]:
+        text += f"  FAILURES {spread['failures']}"
     return text
 
 
@@ -424,61 +492,32 @@ def main(
             target, [_fixed(_request(target, TYPENAME))] * agents, seconds=seconds
         )
     print(_line("bare ASGI app, fixed JSON", floors["asgi"]), flush=True)
-    with floor("strawberry") as target:
-        floors["strawberry"] = measure(
-            target, [_fixed(_request(target, TYPENAME))] * agents, seconds=seconds, ok=_graphql_ok
-        )
-        print(_line("bare strawberry, { __typename }", floors["strawberry"]), flush=True)
-        floors["strawberry_mutation"] = measure(
-            target, [_fixed(_request(target, TOUCH))] * agents, seconds=seconds, ok=_graphql_ok
-        )
-        print(
-            _line("bare strawberry, one-line mutation", floors["strawberry_mutation"]), flush=True
-        )
-    rates = {"asgi": floors["asgi"]["per_second"], "strawberry": floors["strawberry"]["per_second"]}
-
+    asgi = floors["asgi"]["per_second"]
     products: dict[str, dict[str, Any]] = {}
-    for kind in [d.strip() for d in databases.split(",") if d.strip()]:
-        with database(kind) as url, _server(url) as target:
-            fleet = Fleet(target, agents)
-            figures: dict[str, Any] = {}
-            for name, build in SCENARIOS.items():
-                if wanted and name.split(" ")[0] not in wanted:
-                    continue
-                requests = build(fleet)
-                spy = (
-                    None
-                    if profile is None
-                    else profile / f"{kind}-{name.split(' ')[0]}.{profile_format}"
-                )
-                figures[name] = measure(
-                    target, requests, seconds=seconds, ok=_graphql_ok, profile=spy
-                )
-                print(_line(f"{kind}: {name}", figures[name], rates), flush=True)
-            if subscribers_ and "reportProgress" in figures:
-                name = f"reportProgress, {subscribers_:,} subscribers attached"
-                figures[name] = with_subscribers(
-                    target,
-                    fleet,
-                    subscribers_,
-                    seconds=seconds,
-                    without=figures["reportProgress"],
-                )
-                print(_line(f"{kind}: {name}", figures[name], rates), flush=True)
-                print(_fan_out_line(figures[name]), flush=True)
-            fleet.release_tasks()
-            fleet.hold_tasks()
-            raw = asyncio.run(
-                rawsql.measure(
-                    url or f"sqlite+aiosqlite:///{target._tmp / 'mark1.db'}",
-                    tenant=TENANT,
-                    held=[(t, a) for t, a in zip(fleet.held, fleet.agent_ids, strict=True) if t],
-                    seconds=seconds,
-                )
-            )
-            figures["raw SQL of one reportProgress"] = raw
-            print(_line(f"{kind}: raw SQL of one reportProgress", raw), flush=True)
-            products[kind] = figures
+    # The strawberry floor runs until the end: every product figure is measured between
+    # two of its windows (see Floor).
+    with floor("strawberry") as straw:
+        bare = Floor(straw, agents=agents, seconds=seconds)
+        floors["strawberry"] = bare.window()
+        print(_line("bare strawberry, { __typename }", floors["strawberry"]), flush=True)
+        floors["strawberry_mutation"] = bare.around(
+            partial(
+                measure, straw, [_fixed(_request(straw, TOUCH))] * agents, seconds=seconds,
+                ok=_graphql_ok,
+            ),
+            before=floors["strawberry"],
+        )  # fmt: skip
+        print(
+            _line("bare strawberry, one-line mutation", floors["strawberry_mutation"], asgi),
+            flush=True,
+        )
+        for kind in [d.strip() for d in databases.split(",") if d.strip()]:
+            products[kind] = _database_figures(
+                kind, bare, agents=agents, seconds=seconds, wanted=wanted, asgi=asgi,
+                subscribers_=subscribers_, profile=profile, profile_format=profile_format,
+            )  # fmt: skip
+    spread = bare.spread()
+    print(_spread_line(spread), flush=True)
 
     result = {
         "measured_at": started,
@@ -486,6 +525,7 @@ def main(
         "config": {"seconds": seconds, "agents": agents, "databases": databases},
         "command": shlex.join(["python", "-m", "bench.writes", *sys.argv[1:]]),
         "floors": floors,
+        "strawberry_floor": spread,
         "products": products,
     }
     results.mkdir(parents=True, exist_ok=True)
@@ -493,8 +533,72 @@ def main(
     (results / "writes.md").write_text(markdown(result))
     print(f"\nwrote {results / 'writes.json'} and {results / 'writes.md'}")
     failed = [n for f in products.values() for n, m in f.items() if m.get("failures")]
-    if failed:
+    if failed or spread["failures"]:
         raise typer.Exit(1)
+
+
+def _database_figures(
+    kind: str,
+    bare: Floor,
+    *,
+    agents: int,
+    seconds: float,
+    wanted: set[str],
+    asgi: float,
+    subscribers_: int,
+    profile: Path | None,
+    profile_format: str,
+) -> dict[str, Any]:
+    """Every product figure on a fresh server over ``kind``, each between floor windows."""
+    with database(kind) as url, _server(url) as target:
+        fleet = Fleet(target, agents)
+        figures: dict[str, Any] = {}
+        # Starting the server took seconds: the first figure gets a floor window of its
+        # own; after it, each figure shares the window that ended just before it.
+        before: dict[str, Any] | None = None
+        for name, build in SCENARIOS.items():
+            if wanted and name.split(" ")[0] not in wanted:
+                continue
+            requests = build(fleet)
+            spy = (
+                None
+                if profile is None
+                else profile / f"{kind}-{name.split(' ')[0]}.{profile_format}"
+            )
+            figures[name] = bare.around(
+                partial(measure, target, requests, seconds=seconds, ok=_graphql_ok, profile=spy),
+                before=before,
+            )
+            before = bare.windows[-1]
+            print(_line(f"{kind}: {name}", figures[name], asgi), flush=True)
+        if subscribers_ and "reportProgress" in figures:
+            name = f"reportProgress, {subscribers_:,} subscribers attached"
+            figures[name] = with_subscribers(
+                target,
+                fleet,
+                subscribers_,
+                seconds=seconds,
+                without=figures["reportProgress"],
+                floor=bare,
+            )
+            print(_line(f"{kind}: {name}", figures[name], asgi), flush=True)
+            print(_fan_out_line(figures[name]), flush=True)
+        fleet.release_tasks()
+        fleet.hold_tasks()
+        held = [(t, a) for t, a in zip(fleet.held, fleet.agent_ids, strict=True) if t]
+        raw = bare.around(
+            lambda: asyncio.run(
+                rawsql.measure(
+                    url or f"sqlite+aiosqlite:///{target._tmp / 'mark1.db'}",
+                    tenant=TENANT,
+                    held=held,
+                    seconds=seconds,
+                )
+            )
+        )
+        figures["raw SQL of one reportProgress"] = raw
+        print(_line(f"{kind}: raw SQL of one reportProgress", raw, asgi), flush=True)
+        return figures
 
 
 @contextmanager
@@ -552,16 +656,40 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def with_subscribers(
-    target: Target, fleet: Fleet, count: int, *, seconds: float, without: dict[str, Any]
+    target: Target,
+    fleet: Fleet,
+    count: int,
+    *,
+    seconds: float,
+    without: dict[str, Any],
+    floor: Floor,
 ) -> dict[str, Any]:
-    """``reportProgress`` with ``count`` subscribers attached, and what the fan-out took."""
+    """``reportProgress`` with ``count`` subscribers attached, and what the fan-out took;
+    the floor windows around it are measured with the subscribers attached (and idle)."""
     with attached(target, count) as pids:
         requests = fleet.report_progress()
-        before = target.metrics().get("mark1_events_delivered_total", 0)
-        clients = sum(_cpu_seconds(p) for p in pids)
-        figure = measure(target, requests, seconds=seconds, ok=_graphql_ok)
-        clients = sum(_cpu_seconds(p) for p in pids) - clients
-        delivered = target.metrics().get("mark1_events_delivered_total", 0) - before
+
+        def window() -> dict[str, Any]:
+            before = target.metrics().get("mark1_events_delivered_total", 0)
+            clients = sum(_cpu_seconds(p) for p in pids)
+            figure = measure(target, requests, seconds=seconds, ok=_graphql_ok)
+            clients = sum(_cpu_seconds(p) for p in pids) - clients
+            delivered = target.metrics().get("mark1_events_delivered_total", 0) - before
+            return _fan_out(figure, count, delivered, clients, seconds=seconds, without=without)
+
+        return floor.around(window)
+
+
+def _fan_out(
+    figure: dict[str, Any],
+    count: int,
+    delivered: float,
+    clients: float,
+    *,
+    seconds: float,
+    without: dict[str, Any],
+) -> dict[str, Any]:
+    """``figure`` with what the fan-out to ``count`` subscribers took beside it."""
     window = figure["requests"] / figure["per_second"] if figure["per_second"] else seconds
     figure["subscribers"] = count
     # The counter also takes in what mutations still in flight at the end fanned out:
@@ -610,6 +738,22 @@ def markdown(result: dict[str, Any]) -> str:
     def cpu(fig: dict[str, Any]) -> str:
         return "n/a" if fig.get("server_cpu_us") is None else f"{fig['server_cpu_us']:,.0f} µs"
 
+    def row(label: str, fig: dict[str, Any]) -> str:
+        # A figure measured between floor windows is compared with them; the others
+        # (the ASGI floor, the first strawberry window) with that first window.
+        around = fig.get("strawberry_floor")
+        ratio = fig["x_strawberry"] if around else fig["per_second"] / straw
+        floor = (
+            f"{around['per_second']:,.0f} ({around['before']:,.0f} → {around['after']:,.0f})"
+            if around
+            else ""
+        )
+        return (
+            f"| {label} | {fig['per_second']:,.0f} | {ratio:.2f} | "
+            f"{fig['per_second'] / asgi:.2f} | {cpu(fig)} | {fig['client_cpu_share']:.0%} "
+            f"| {floor} |"
+        )
+
     lines = [
         f"Measured {result['measured_at'][:10]} on {m['nproc']} x {m['cpu']}, Python "
         f"{m['python']}, {m['system']}; load average at start {m['load_average_at_start']}; "
@@ -617,32 +761,33 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['config']['seconds']:g} s per figure.",
         "",
         "| figure | per second | x strawberry `{ __typename }` | x bare ASGI "
-        "| server CPU per request | client CPU |",
-        "|---|---|---|---|---|---|",
+        "| server CPU per request | client CPU | strawberry floor around it (before → after) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, label in (
         ("asgi", "bare ASGI app, fixed JSON"),
         ("strawberry", "bare strawberry, `{ __typename }`"),
         ("strawberry_mutation", "bare strawberry, one-line mutation"),
     ):
-        fig = floors[name]
-        lines.append(
-            f"| {label} | {fig['per_second']:,.0f} | {fig['per_second'] / straw:.2f} | "
-            f"{fig['per_second'] / asgi:.2f} | {cpu(fig)} | {fig['client_cpu_share']:.0%} |"
-        )
+        lines.append(row(label, floors[name]))
     for kind, figures in result["products"].items():
         for name, fig in figures.items():
-            lines.append(
-                f"| {kind}: {name} | {fig['per_second']:,.0f} | {fig['per_second'] / straw:.2f} | "
-                f"{fig['per_second'] / asgi:.2f} | {cpu(fig)} | {fig['client_cpu_share']:.0%} |"
-            )
+            lines.append(row(f"{kind}: {name}", fig))
             if "fan_out_share" in fig:
                 lines.append(
                     f"| {kind}: … of which the fan-out ({fig['delivered_per_second']:,.0f} "
                     f"msgs/s) | | | | {fig['fan_out_share']:.0%}, "
                     f"{fig['fan_out_us_per_message']:.0f} µs per message | "
-                    f"{fig['subscriber_cpu_share']:.0%} (subscribers) |"
+                    f"{fig['subscriber_cpu_share']:.0%} (subscribers) | |"
                 )
+    if spread := result.get("strawberry_floor"):
+        lines += [
+            "",
+            f"Each x strawberry is against the mean of the bare strawberry `{{ __typename }}` "
+            f"windows measured right before and right after the figure. Over the run, "
+            f"{len(spread['windows'])} such windows of {spread['seconds']:g} s read "
+            f"{spread['min']:,.0f} to {spread['max']:,.0f}/s (lowest to highest).",
+        ]
     lines += ["", f"Command: `{result['command']}`"]
     return "\n".join(lines) + "\n"
 
