@@ -13,10 +13,11 @@ raw SQL of one ``reportProgress`` issued straight to the same database
 (``bench/rawsql.py``), and ``reportProgress`` again with ``--subscribers``
 identical ``taskUpdates`` subscriptions attached (from client processes of
 their own): every mutation then fans out to all of them, so the rate should be
-bounded by the fan-out alone. Every product figure is given as a ratio to the floors
-measured in the same run, with the server's CPU time per mutation (from
-/proc/<pid>/stat before and after the window) and the load generator's own
-CPU share (it must stay well under one core for the figures to be the
+bounded by the fan-out alone. Every product figure is given as a ratio to the
+strawberry floor measured right before and right after it (``Floor``: the
+machine's speed drifts over minutes) and to the ASGI floor, with the server's
+CPU time per mutation (from /proc/<pid>/stat before and after the window) and
+the load generator's own CPU share (it must stay well under one core for the figures to be the
 server's). Results go to stdout and ``bench/results/writes.json`` / ``.md``.
 """
 
